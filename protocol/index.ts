@@ -1,0 +1,6 @@
+/** Everything both sides of the wire share. No Node-only or browser-only imports. */
+
+export * from './errors.ts'
+export * from './permissions.ts'
+export * from './messages.ts'
+export * from './awareness.ts'

@@ -1,0 +1,193 @@
+/**
+ * The command line's configuration (SPEC section 7): flags, else the environment, else defaults,
+ * parsed once into a typed `Config`. Pure: it reads only the arguments it is given.
+ *
+ * Every refusal is a `ConfigError` whose message is one line naming the setting, so the CLI can
+ * print it as is. No message ever contains the secret's value (nor a positional argument, which
+ * could be a secret passed in the wrong place).
+ */
+
+import { parseArgs } from 'node:util'
+import type { LogLevel } from './options.ts'
+
+export interface Config {
+  port: number
+  host: string
+  dataDir: string
+  secret: string | null
+  allowAnonymous: boolean
+  yWebsocketCompat: boolean
+  syncWrites: boolean
+  logLevel: LogLevel
+}
+
+/** Invalid configuration; `setting` names it as `--flag (ENV)`. */
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError'
+  constructor(
+    readonly setting: string,
+    message: string,
+  ) {
+    super(message)
+  }
+}
+
+/** `--help` (or `-h`) was given: the caller prints `USAGE` and exits 0. */
+export class HelpRequested extends Error {
+  override readonly name = 'HelpRequested'
+  constructor() {
+    super('help requested')
+  }
+}
+
+export const MIN_SECRET_LENGTH = 32
+
+const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']
+
+interface Setting {
+  readonly flag: string
+  readonly env: string
+  readonly type: 'string' | 'boolean'
+}
+
+const SETTINGS = {
+  port: { flag: 'port', env: 'PORT', type: 'string' },
+  host: { flag: 'host', env: 'HOST', type: 'string' },
+  dataDir: { flag: 'data-dir', env: 'TANDEM_DATA_DIR', type: 'string' },
+  secret: { flag: 'secret', env: 'TANDEM_SECRET', type: 'string' },
+  allowAnonymous: { flag: 'allow-anonymous', env: 'TANDEM_ALLOW_ANONYMOUS', type: 'boolean' },
+  yWebsocketCompat: { flag: 'y-websocket-compat', env: 'TANDEM_Y_WEBSOCKET_COMPAT', type: 'boolean' },
+  syncWrites: { flag: 'sync-writes', env: 'TANDEM_SYNC_WRITES', type: 'boolean' },
+  logLevel: { flag: 'log-level', env: 'TANDEM_LOG_LEVEL', type: 'string' },
+} as const satisfies { readonly [K in keyof Config]: Setting }
+
+export const USAGE = `Usage: tandem [options]
+
+Each option may instead be set by the environment variable in brackets; a flag wins.
+
+  --port <n>              port to listen on, 0 for any free one [PORT] (default 1234)
+  --host <address>        address to listen on [HOST] (default 127.0.0.1)
+  --data-dir <path>       LevelDB directory [TANDEM_DATA_DIR] (default ./data)
+  --secret <string>       server secret, at least ${MIN_SECRET_LENGTH} characters [TANDEM_SECRET]
+                          (default: generated on first start, kept in <data-dir>/secret)
+  --allow-anonymous       let clients without credentials in [TANDEM_ALLOW_ANONYMOUS]
+  --y-websocket-compat    accept the stock y-websocket client's ?token= [TANDEM_Y_WEBSOCKET_COMPAT]
+  --sync-writes           fsync every acknowledged write [TANDEM_SYNC_WRITES]
+  --log-level <level>     ${LOG_LEVELS.join(', ')} [TANDEM_LOG_LEVEL] (default info)
+  -h, --help              print this help
+
+Boolean variables take 1/true/yes/on or 0/false/no/off; an empty variable counts as unset.
+`
+
+const label = (s: Setting): string => `--${s.flag} (${s.env})`
+
+/** A value shown in an error: quoted, escaped onto one line, and cut short. */
+const shown = (value: string): string => JSON.stringify(value.length > 64 ? `${value.slice(0, 64)}...` : value)
+
+const invalid = (s: Setting, why: string): ConfigError => new ConfigError(label(s), `invalid ${label(s)}: ${why}`)
+
+const PARSE_OPTIONS = {
+  ...Object.fromEntries(Object.values(SETTINGS).map((s) => [s.flag, { type: s.type }])),
+  help: { type: 'boolean', short: 'h' },
+} as const
+
+/**
+ * Reads the flags into a map from flag name to value (`true` for a boolean flag). parseArgs runs
+ * non-strict with tokens so that every refusal gets our own one-line message; the checks below are
+ * the ones strict mode makes.
+ */
+function readFlags(argv: readonly string[]): Map<string, string | true> {
+  const { tokens } = parseArgs({
+    args: [...argv],
+    options: PARSE_OPTIONS,
+    strict: false,
+    allowPositionals: true,
+    tokens: true,
+  })
+  if (tokens.some((t) => t.kind === 'option' && t.name === 'help')) throw new HelpRequested()
+
+  const byFlag = new Map<string, Setting>(Object.values(SETTINGS).map((s) => [s.flag, s]))
+  const flags = new Map<string, string | true>()
+  for (const token of tokens) {
+    if (token.kind === 'option-terminator') continue
+    if (token.kind === 'positional') {
+      const setting = `argument ${token.index + 1}`
+      throw new ConfigError(setting, `unexpected ${setting}: tandem takes only --options (see --help)`)
+    }
+    const setting = byFlag.get(token.name)
+    if (setting === undefined) {
+      throw new ConfigError(token.rawName, `unknown option ${shown(token.rawName)} (see --help)`)
+    }
+    if (setting.type === 'boolean') {
+      if (token.value !== undefined) throw invalid(setting, `--${setting.flag} takes no value`)
+      flags.set(setting.flag, true)
+      continue
+    }
+    // Strict parseArgs refuses `--port --host x` as ambiguous rather than take "--host" as the port.
+    if (token.value === undefined || (!token.inlineValue && token.value.startsWith('-'))) {
+      throw invalid(setting, `missing value (for a value starting with "-", write --${setting.flag}=-...)`)
+    }
+    flags.set(setting.flag, token.value)
+  }
+  return flags
+}
+
+export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): Config {
+  const flags = readFlags(argv)
+
+  /** The flag's value, else the environment's (an empty variable counts as unset). */
+  const text = (s: Setting): string | undefined => {
+    const flag = flags.get(s.flag)
+    if (typeof flag === 'string') return flag
+    const fromEnv = env[s.env]
+    return fromEnv === undefined || fromEnv === '' ? undefined : fromEnv
+  }
+  const bool = (s: Setting): boolean => flags.get(s.flag) === true || parseBoolean(s, text(s))
+
+  return {
+    port: parsePort(text(SETTINGS.port)),
+    host: parseNonEmpty(SETTINGS.host, text(SETTINGS.host) ?? '127.0.0.1'),
+    dataDir: parseNonEmpty(SETTINGS.dataDir, text(SETTINGS.dataDir) ?? './data'),
+    secret: parseSecret(text(SETTINGS.secret)),
+    allowAnonymous: bool(SETTINGS.allowAnonymous),
+    yWebsocketCompat: bool(SETTINGS.yWebsocketCompat),
+    syncWrites: bool(SETTINGS.syncWrites),
+    logLevel: parseLogLevel(text(SETTINGS.logLevel)),
+  }
+}
+
+function parseBoolean(s: Setting, value: string | undefined): boolean {
+  if (value === undefined) return false
+  const lower = value.toLowerCase()
+  if (['1', 'true', 'yes', 'on'].includes(lower)) return true
+  if (['0', 'false', 'no', 'off'].includes(lower)) return false
+  throw invalid(s, `expected one of 1, true, yes, on, 0, false, no, off, got ${shown(value)}`)
+}
+
+function parsePort(value: string | undefined): number {
+  if (value === undefined) return 1234
+  const n = /^\d{1,5}$/.test(value) ? Number(value) : NaN
+  if (!(n <= 65535)) throw invalid(SETTINGS.port, `expected an integer from 0 to 65535, got ${shown(value)}`)
+  return n
+}
+
+function parseNonEmpty(s: Setting, value: string): string {
+  if (value.trim() === '') throw invalid(s, `expected a non-empty value, got ${shown(value)}`)
+  return value
+}
+
+function parseSecret(value: string | undefined): string | null {
+  if (value === undefined) return null
+  // The value itself is never shown, not even in part.
+  if (value.length < MIN_SECRET_LENGTH) {
+    throw invalid(SETTINGS.secret, `must be at least ${MIN_SECRET_LENGTH} characters long (try: openssl rand -base64 32)`)
+  }
+  return value
+}
+
+function parseLogLevel(value: string | undefined): LogLevel {
+  if (value === undefined) return 'info'
+  const level = LOG_LEVELS.find((l) => l === value.toLowerCase())
+  if (level === undefined) throw invalid(SETTINGS.logLevel, `expected one of ${LOG_LEVELS.join(', ')}, got ${shown(value)}`)
+  return level
+}

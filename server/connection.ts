@@ -1,0 +1,360 @@
+/**
+ * One WebSocket: one client in one room.
+ *
+ * Life: `waiting` for the first message (Tandem's `auth`, or, from the stock y-websocket client, any
+ * sync message: the compatibility path) → `authenticating` → `joining` (the room loads) → `open`.
+ * Until `open`, messages are decoded and queued (bounded), and nothing of the room is sent.
+ * Once open, every message is gated by a read of `session.permissions`: no lookup, no parse.
+ */
+
+import { randomUUID } from 'node:crypto'
+import type { FastifyBaseLogger } from 'fastify'
+import type { RawData, WebSocket } from 'ws'
+import * as Y from 'yjs'
+import { readAwarenessUpdate, writeAwarenessUpdate } from '../protocol/awareness.ts'
+import { CloseCode, type ErrorCode, TandemError, toTandemError } from '../protocol/errors.ts'
+import {
+  type ClientMessage,
+  decodeClientMessage,
+  encodeFrame,
+  writeAuthenticated,
+  writeAwareness,
+  writeError,
+  writePermissionDenied,
+  writeSaved,
+  writeSyncStep1,
+  writeSyncStep2,
+} from '../protocol/messages.ts'
+import { canRead, canWrite, canWritePresence } from '../protocol/permissions.ts'
+import type { Metrics } from './metrics.ts'
+import type { ResolvedOptions } from './options.ts'
+import type { Room, RoomMember } from './room.ts'
+import type { RoomRegistry } from './rooms.ts'
+import { type Authenticate, type ConnectionRequest, type Credentials, type Session, isRefusal } from './session.ts'
+import { validateStateVector, validateUpdate } from './update-validator.ts'
+
+export interface ConnectionContext {
+  readonly registry: RoomRegistry
+  readonly authenticate: Authenticate
+  readonly options: ResolvedOptions
+  readonly metrics: Metrics
+  readonly log: FastifyBaseLogger
+  readonly connections: Set<Connection>
+}
+
+type State = 'waiting' | 'authenticating' | 'joining' | 'open' | 'closed'
+
+interface Queued {
+  readonly message: ClientMessage
+  readonly frame: Uint8Array
+}
+
+const OPEN = 1
+/** An awareness update with no entries: every client ignores it, and it keeps quiet sockets alive. */
+const KEEPALIVE_FRAME = encodeFrame(writeAwareness, writeAwarenessUpdate([]))
+/** Codes a stock y-websocket client is told about through y-protocols' permission-denied message. */
+const AUTH_CODES: ReadonlySet<ErrorCode> = new Set(['unauthorized', 'token_expired', 'forbidden', 'revoked'])
+const NOTICE_INTERVAL_MS = 1_000
+
+export class Connection implements RoomMember {
+  readonly id = randomUUID()
+  readonly roomId: string
+  readonly #socket: WebSocket
+  readonly #request: ConnectionRequest
+  readonly #queryToken: string | null
+  readonly #ctx: ConnectionContext
+  readonly #log: FastifyBaseLogger
+
+  #state: State = 'waiting'
+  #mode: 'tandem' | 'compat' | null = null
+  #session: Session | null = null
+  #room: Room | null = null
+  #queue: Queued[] = []
+  #queueBytes = 0
+  #authTimer: NodeJS.Timeout | null
+  #saved = 0
+  #lastSentAt = Date.now()
+  #missedPongs = 0
+  readonly #noticeAt = new Map<ErrorCode, number>()
+
+  constructor(socket: WebSocket, roomId: string, request: ConnectionRequest, queryToken: string | null, ctx: ConnectionContext) {
+    this.#socket = socket
+    this.roomId = roomId
+    this.#request = request
+    this.#queryToken = queryToken
+    this.#ctx = ctx
+    this.#log = ctx.log.child({ connectionId: this.id, roomId })
+    ctx.connections.add(this)
+    ctx.metrics.connections.set(ctx.connections.size)
+
+    socket.on('message', (data, isBinary) => this.#onMessage(data, isBinary))
+    socket.on('close', () => this.#teardown())
+    socket.on('pong', () => {
+      this.#missedPongs = 0
+    })
+    socket.on('error', (err: Error & { code?: string }) => {
+      // ws has already closed the socket (an oversized frame: 4413, see limited-socket.ts).
+      if (err.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH') ctx.metrics.rejected.too_large++
+      this.#log.debug({ err }, 'socket error')
+      this.#teardown()
+    })
+    this.#authTimer = setTimeout(
+      () => this.#fail(new TandemError('unauthorized', 'no authentication in time'), CloseCode.authTimeout),
+      ctx.options.limits.authTimeoutMs,
+    )
+  }
+
+  get session(): Session | null {
+    return this.#session
+  }
+
+  get isOpen(): boolean {
+    return this.#state === 'open'
+  }
+
+  send(frame: Uint8Array): void {
+    if (this.#socket.readyState !== OPEN) return
+    if (this.#socket.bufferedAmount > this.#ctx.options.limits.maxBufferedBytes) {
+      // A client that stopped reading would make the server buffer without bound.
+      this.close(CloseCode.tryAgainLater, 'slow_reader')
+      return
+    }
+    this.#socket.send(frame)
+    this.#lastSentAt = Date.now()
+    this.#ctx.metrics.messagesOut++
+    this.#ctx.metrics.bytesOut += frame.length
+  }
+
+  acknowledge(count: number): void {
+    this.#saved += count
+    if (this.#mode === 'tandem') this.send(encodeFrame(writeSaved, this.#saved))
+  }
+
+  writeDelayed(): void {
+    this.#notice('server_error', 'writes are not stored yet; the server is retrying')
+  }
+
+  /** Pings, ends a socket that missed two pongs, and keeps a quiet client's socket alive. */
+  heartbeat(now: number): void {
+    if (this.#state === 'closed') return
+    if (this.#missedPongs >= 2) {
+      this.#log.info('no pong: terminating')
+      this.#socket.terminate()
+      this.#teardown()
+      return
+    }
+    this.#missedPongs++
+    this.#socket.ping()
+    // The stock y-websocket client drops a socket that received nothing for 30 s.
+    if (this.#state === 'open' && now - this.#lastSentAt >= this.#ctx.options.keepaliveMs / 2) this.send(KEEPALIVE_FRAME)
+  }
+
+  close(code: number, reason: string): void {
+    if (this.#state === 'closed') return
+    this.#teardown()
+    this.#socket.close(code, reason)
+  }
+
+  #onMessage(data: RawData, isBinary: boolean): void {
+    if (this.#state === 'closed') return
+    const frame = data as Buffer // binaryType is 'nodebuffer': always one Buffer
+    this.#ctx.metrics.messagesIn++
+    this.#ctx.metrics.bytesIn += frame.length
+    try {
+      if (!isBinary) throw new TandemError('malformed_message', 'text frames are not part of the protocol')
+      const message = decodeClientMessage(frame)
+      switch (this.#state) {
+        case 'waiting':
+          this.#begin(message, frame)
+          return
+        case 'authenticating':
+        case 'joining':
+          this.#enqueue(message, frame)
+          return
+        case 'open':
+          this.#handle(message, frame)
+      }
+    } catch (err) {
+      this.#onError(err)
+    }
+  }
+
+  #onError(err: unknown): void {
+    const error = toTandemError(err)
+    if (error.code === 'malformed_message') this.#ctx.metrics.rejected.malformed++
+    if (error.code === 'server_error') this.#log.error({ err }, 'message handling failed')
+    else this.#log.debug({ code: error.code, reason: error.message }, 'refused message')
+    this.#fail(error)
+  }
+
+  /** The first message says which client this is and carries its credentials. */
+  #begin(message: ClientMessage, frame: Uint8Array): void {
+    if (message.kind === 'auth') {
+      this.#mode = 'tandem'
+      void this.#authenticate({ roomId: this.roomId, token: message.token, via: 'tandem' })
+      return
+    }
+    this.#mode = 'compat'
+    this.#enqueue(message, frame)
+    const token = this.#ctx.options.yWebsocketCompat ? this.#queryToken : null
+    void this.#authenticate({ roomId: this.roomId, token, via: 'compat' })
+  }
+
+  #enqueue(message: ClientMessage, frame: Uint8Array): void {
+    const { preAuthMaxMessages, preAuthMaxBytes } = this.#ctx.options.limits
+    this.#queue.push({ message, frame })
+    this.#queueBytes += frame.length
+    if (this.#queue.length > preAuthMaxMessages || this.#queueBytes > preAuthMaxBytes) {
+      throw new TandemError('rate_limited', 'too many messages before authentication completed')
+    }
+  }
+
+  async #authenticate(credentials: Credentials): Promise<void> {
+    this.#state = 'authenticating'
+    try {
+      const result = await this.#ctx.authenticate(credentials, this.#request)
+      if (this.#closed()) return
+      if (isRefusal(result)) throw new TandemError(result.refused, result.reason)
+      if (!canRead(result.permissions)) throw new TandemError('forbidden', 'no access to this room')
+      this.#session = {
+        connectionId: this.id,
+        actor: result.actor,
+        info: result.info ?? null,
+        permissions: result.permissions,
+        expiresAt: result.expiresAt ?? null,
+      }
+      this.#state = 'joining'
+      const room = await this.#ctx.registry.acquire(this.roomId)
+      if (this.#closed()) {
+        this.#ctx.registry.released(room)
+        return
+      }
+      this.#open(room, this.#session)
+    } catch (err) {
+      this.#onError(err)
+    }
+  }
+
+  #open(room: Room, session: Session): void {
+    this.#room = room
+    room.join(this)
+    this.#state = 'open'
+    if (this.#authTimer !== null) clearTimeout(this.#authTimer)
+    this.#authTimer = null
+
+    if (this.#mode === 'tandem') this.send(encodeFrame(writeAuthenticated, { ...session }))
+    // A reader is not asked for its state: it may not write it (y-protocols, read-only users).
+    if (canWrite(session.permissions)) this.send(encodeFrame(writeSyncStep1, Y.encodeStateVector(room.doc)))
+    const presence = room.presence.snapshot()
+    if (presence.length > 0) this.send(encodeFrame(writeAwareness, writeAwarenessUpdate(presence)))
+
+    const queued = this.#queue
+    this.#queue = []
+    this.#queueBytes = 0
+    for (const { message, frame } of queued) {
+      if (this.#state !== 'open') return
+      this.#handle(message, frame)
+    }
+  }
+
+  #handle(message: ClientMessage, frame: Uint8Array): void {
+    const room = this.#room!
+    const permissions = this.#session!.permissions
+    switch (message.kind) {
+      case 'sync-step-1': {
+        validateStateVector(message.stateVector)
+        this.send(encodeFrame(writeSyncStep2, Y.encodeStateAsUpdate(room.doc, message.stateVector)))
+        return
+      }
+      case 'sync-step-2':
+      case 'update': {
+        if (!canWrite(permissions)) {
+          // Dropped whole: never applied, stored or relayed.
+          this.#ctx.metrics.rejected.read_only++
+          this.#notice('read_only', 'this session may not write to the room')
+          return
+        }
+        validateUpdate(message.update)
+        try {
+          room.applyUpdate(message.update, this)
+        } catch (err) {
+          this.#ctx.metrics.rejected.apply_failed++
+          this.#log.error({ err }, 'applying a validated update failed')
+          this.#notice('server_error', 'the update could not be applied')
+        }
+        return
+      }
+      case 'awareness': {
+        if (!canWritePresence(permissions)) {
+          this.#notice('presence_forbidden', 'this session may not show presence in the room')
+          return
+        }
+        const result = room.applyAwareness(this, frame, readAwarenessUpdate(message.update))
+        if (result.forbidden + result.invalid > 0) {
+          this.#notice('presence_forbidden', 'awareness entries for clients this connection does not own, or invalid, were dropped')
+        }
+        return
+      }
+      case 'query-awareness':
+        this.send(encodeFrame(writeAwareness, writeAwarenessUpdate(room.presence.snapshot())))
+        return
+      case 'auth':
+        // Fresh credentials inside the socket: re-evaluated without reconnecting.
+        void this.#reauthenticate(message.token)
+        return
+      default: {
+        const unreachable: never = message
+        throw new TandemError('malformed_message', `unhandled message ${String(unreachable)}`)
+      }
+    }
+  }
+
+  async #reauthenticate(token: string | null): Promise<void> {
+    try {
+      const result = await this.#ctx.authenticate({ roomId: this.roomId, token, via: 'tandem' }, this.#request)
+      const session = this.#session
+      if (this.#state !== 'open' || session === null) return
+      if (isRefusal(result)) throw new TandemError(result.refused, result.reason)
+      if (!canRead(result.permissions)) throw new TandemError('forbidden', 'no access to this room')
+      this.#session = { ...session, actor: result.actor, info: result.info ?? null, permissions: result.permissions, expiresAt: result.expiresAt ?? null }
+      this.send(encodeFrame(writeAuthenticated, { ...this.#session }))
+    } catch (err) {
+      this.#onError(err)
+    }
+  }
+
+  /** Tells a Tandem client about a refused message, at most once a second per code. */
+  #notice(code: ErrorCode, message: string): void {
+    if (this.#mode !== 'tandem') return
+    const now = Date.now()
+    if (now - (this.#noticeAt.get(code) ?? 0) < NOTICE_INTERVAL_MS) return
+    this.#noticeAt.set(code, now)
+    this.send(encodeFrame(writeError, code, message))
+  }
+
+  /** Tells the client why, in the form it understands, and closes with the code's close code. */
+  #fail(error: TandemError, closeCode?: number): void {
+    if (this.#state === 'closed') return
+    if (this.#mode === 'tandem') this.send(encodeFrame(writeError, error.code, error.message))
+    else if (this.#mode === 'compat' && AUTH_CODES.has(error.code)) this.send(encodeFrame(writePermissionDenied, error.message))
+    this.close(closeCode ?? error.closeCode ?? CloseCode.serverError, error.code)
+  }
+
+  /** Read through a method: the state changes across awaits, which narrowing cannot see. */
+  #closed(): boolean {
+    return this.#state === 'closed'
+  }
+
+  #teardown(): void {
+    if (this.#state === 'closed') return
+    this.#state = 'closed'
+    if (this.#authTimer !== null) clearTimeout(this.#authTimer)
+    this.#authTimer = null
+    this.#queue = []
+    this.#ctx.connections.delete(this)
+    this.#ctx.metrics.connections.set(this.#ctx.connections.size)
+    const room = this.#room
+    this.#room = null
+    if (room !== null && room.leave(this)) this.#ctx.registry.released(room)
+  }
+}

@@ -1,0 +1,137 @@
+/**
+ * `createServer(options)`: builds the Tandem app (Fastify + @fastify/websocket) around a document
+ * store, a room registry and a fan-out, and returns it ready to `listen` or `inject`. Nothing here
+ * reads the environment or listens; cli.ts does.
+ *
+ * `app.close()` is the graceful shutdown: stop taking sockets, store every pending write, close
+ * every socket with 1012 (clients reconnect), unload rooms, close the store.
+ */
+
+import websocket, { type WebsocketPluginOptions } from '@fastify/websocket'
+import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
+import { CloseCode } from '../protocol/errors.ts'
+import { anonymousAuthenticate } from './anonymous-auth.ts'
+import { Connection, type ConnectionContext } from './connection.ts'
+import { type Fanout, LocalFanout } from './fanout.ts'
+import { LimitedWebSocket } from './limited-socket.ts'
+import { Metrics } from './metrics.ts'
+import { type ServerOptions, resolveOptions } from './options.ts'
+import { RoomRegistry } from './rooms.ts'
+import { isValidRoomId } from './store/keys.ts'
+import { openLevelStore } from './store/level-store.ts'
+import type { DocumentStore } from './store/types.ts'
+
+type WsClass = NonNullable<WebsocketPluginOptions['options']>['WebSocket']
+
+/** What a running server exposes to the app that embeds it (and to tests). */
+export interface TandemRuntime {
+  readonly store: DocumentStore
+  readonly registry: RoomRegistry
+  readonly metrics: Metrics
+  readonly connections: ReadonlySet<Connection>
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    tandem: TandemRuntime
+  }
+}
+
+/** Request log lines never carry a token: the compatibility `?token=` is cut from logged URLs. */
+const redactUrl = (url: string): string => url.replace(/([?&]token=)[^&]*/gi, '$1[redacted]')
+
+const loggerOptions = (options: ServerOptions): Pick<FastifyServerOptions, 'logger' | 'loggerInstance'> =>
+  options.logger !== undefined
+    ? { loggerInstance: options.logger }
+    : {
+        logger: {
+          level: options.logLevel ?? 'info',
+          redact: ['req.headers.authorization', 'req.headers.cookie'],
+          serializers: {
+            req: (req: { method: string; url: string; ip?: string }) => ({ method: req.method, url: redactUrl(req.url), ip: req.ip }),
+          },
+        },
+      }
+
+export async function createServer(options: ServerOptions): Promise<FastifyInstance> {
+  const resolved = resolveOptions(options)
+  const store = options.store ?? (await openLevelStore(options.dataDir ?? './data', { sync: resolved.syncWrites }))
+  try {
+    return await build(options, resolved, store)
+  } catch (err) {
+    await store.close()
+    throw err
+  }
+}
+
+async function build(options: ServerOptions, resolved: ReturnType<typeof resolveOptions>, store: DocumentStore): Promise<FastifyInstance> {
+  const app = Fastify({ ...loggerOptions(options), return503OnClosing: true })
+  const metrics = new Metrics()
+  const fanout: Fanout = new LocalFanout()
+  const registry = new RoomRegistry(
+    {
+      store,
+      fanout,
+      metrics,
+      log: app.log,
+      compactAfterRecords: resolved.compactAfterRecords,
+      presenceLimits: resolved.limits,
+    },
+    resolved.idleUnloadMs,
+  )
+  const connections = new Set<Connection>()
+  const context: ConnectionContext = {
+    registry,
+    authenticate: options.authenticate ?? anonymousAuthenticate(resolved.allowAnonymous),
+    options: resolved,
+    metrics,
+    log: app.log,
+    connections,
+  }
+  app.decorate('tandem', { store, registry, metrics, connections })
+
+  const heartbeat = setInterval(() => {
+    const now = Date.now()
+    for (const connection of connections) connection.heartbeat(now)
+  }, resolved.keepaliveMs / 2)
+  heartbeat.unref()
+
+  await app.register(websocket, {
+    // The plugin's types want the ws module's namespace-like class; ws itself takes any subclass.
+    options: { maxPayload: resolved.limits.maxMessageBytes, WebSocket: LimitedWebSocket as unknown as WsClass },
+    preClose: async () => {
+      clearInterval(heartbeat)
+      await registry.flushAll()
+      for (const connection of [...connections]) connection.close(CloseCode.serverRestarting, 'server_restarting')
+      await registry.closeAll()
+    },
+  })
+  app.addHook('onClose', async () => {
+    await store.close()
+  })
+
+  app.get('/healthz', async () => ({ status: 'ok', rooms: registry.size, connections: connections.size }))
+
+  app.get('/metrics', async (_request, reply) => {
+    reply.type(metrics.registry.contentType)
+    return metrics.registry.metrics()
+  })
+
+  app.get<{ Params: { roomId: string }; Querystring: { token?: string } }>(
+    '/v1/sync/:roomId',
+    {
+      websocket: true,
+      preValidation: async (request, reply) => {
+        if (!isValidRoomId(request.params.roomId)) {
+          await reply.code(400).send({ error: 'malformed_message', message: 'room ids are 1 to 256 characters, without control characters' })
+        }
+      },
+    },
+    (socket, request) => {
+      const token = typeof request.query.token === 'string' ? request.query.token : null
+      new Connection(socket, request.params.roomId, { ip: request.ip, headers: request.headers }, token, context)
+    },
+  )
+
+  return app
+}

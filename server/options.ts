@@ -1,0 +1,86 @@
+/**
+ * What `createServer` accepts, and the defaults it fills in. The command line (cli.ts, config.ts)
+ * builds these from flags and the environment; embedding apps pass them directly.
+ */
+
+import type { FastifyBaseLogger } from 'fastify'
+import type { Authenticate } from './session.ts'
+import type { DocumentStore } from './store/types.ts'
+
+export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
+
+export interface Limits {
+  /** Largest WebSocket message accepted; larger ones close the socket with 4413. */
+  maxMessageBytes: number
+  /** Messages a connection may queue before it has authenticated. */
+  preAuthMaxMessages: number
+  /** Bytes a connection may queue before it has authenticated. */
+  preAuthMaxBytes: number
+  /** Time a connection has to send its first message (4408 after). */
+  authTimeoutMs: number
+  /** Bytes a connection's socket may hold unsent before it is closed as a slow reader (1013). */
+  maxBufferedBytes: number
+  /** Awareness entries one connection may own. */
+  maxAwarenessClients: number
+  /** Largest JSON state of one awareness entry, in bytes. */
+  maxAwarenessStateBytes: number
+}
+
+export const DEFAULT_LIMITS: Readonly<Limits> = {
+  maxMessageBytes: 8 * 1024 * 1024,
+  preAuthMaxMessages: 64,
+  preAuthMaxBytes: 8 * 1024 * 1024,
+  authTimeoutMs: 10_000,
+  maxBufferedBytes: 16 * 1024 * 1024,
+  maxAwarenessClients: 4,
+  maxAwarenessStateBytes: 64 * 1024,
+}
+
+export interface ServerOptions {
+  /** LevelDB directory; ignored when `store` is given. */
+  dataDir?: string
+  /** A document store to use instead of opening LevelDB at `dataDir` (the server closes it). */
+  store?: DocumentStore
+  /** Server secret (signs tokens, authenticates REST). Never logged. */
+  secret: string
+  /** Let clients without credentials in, as anonymous writers. Off by default. */
+  allowAnonymous?: boolean
+  /** Accept the stock y-websocket client's `?token=` query parameter. Off by default. */
+  yWebsocketCompat?: boolean
+  /** Custom identity: replaces the built-in authentication. */
+  authenticate?: Authenticate
+  /** Have LevelDB fsync every acknowledged write (survives power loss, not only a crash). */
+  syncWrites?: boolean
+  /** How long a room with no connections stays loaded, after its writes are flushed. */
+  idleUnloadMs?: number
+  /** A connection that received nothing for this long gets a keepalive message and a ping. */
+  keepaliveMs?: number
+  /** Compact a room's log once it holds this many records. */
+  compactAfterRecords?: number
+  limits?: Partial<Limits>
+  logLevel?: LogLevel
+  /** A logger instance to use instead of Fastify's own (pino). */
+  logger?: FastifyBaseLogger
+}
+
+export interface ResolvedOptions {
+  readonly secret: string
+  readonly allowAnonymous: boolean
+  readonly yWebsocketCompat: boolean
+  readonly syncWrites: boolean
+  readonly idleUnloadMs: number
+  readonly keepaliveMs: number
+  readonly compactAfterRecords: number
+  readonly limits: Readonly<Limits>
+}
+
+export const resolveOptions = (options: ServerOptions): ResolvedOptions => ({
+  secret: options.secret,
+  allowAnonymous: options.allowAnonymous ?? false,
+  yWebsocketCompat: options.yWebsocketCompat ?? false,
+  syncWrites: options.syncWrites ?? false,
+  idleUnloadMs: options.idleUnloadMs ?? 10_000,
+  keepaliveMs: options.keepaliveMs ?? 15_000,
+  compactAfterRecords: options.compactAfterRecords ?? 500,
+  limits: { ...DEFAULT_LIMITS, ...options.limits },
+})

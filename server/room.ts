@@ -1,0 +1,273 @@
+/**
+ * One room: its Y.Doc, its presence, and the path of every accepted write through it.
+ *
+ * A write is applied to the doc at once (so the next sync answer has it), then travels two queues:
+ * - broadcast: writes of the same event-loop turn are merged into one update, encoded once into one
+ *   frame, and handed to the fan-out channel;
+ * - store: while one append is in flight, later writes wait and go out together in the next one (a
+ *   group commit); each writer is acknowledged (`saved`) only once its writes are stored.
+ * When the log grows past `compactAfterRecords`, the store loop replaces it with one snapshot.
+ */
+
+import * as Y from 'yjs'
+import type { FastifyBaseLogger } from 'fastify'
+import { type AwarenessEntry, writeAwarenessUpdate } from '../protocol/awareness.ts'
+import { encodeFrame, writeAwareness, writeUpdate } from '../protocol/messages.ts'
+import type { Member, RoomChannel, Fanout } from './fanout.ts'
+import type { Metrics } from './metrics.ts'
+import { Presence, type PresenceLimits, type PresenceResult } from './presence.ts'
+import type { DocumentStore } from './store/types.ts'
+
+/** A connection as the room sees it. */
+export interface RoomMember extends Member {
+  /** `count` more of this member's writes are stored. */
+  acknowledge(count: number): void
+  /** The store failed; this member's writes are not saved yet (they are retried). */
+  writeDelayed(): void
+}
+
+export interface RoomDeps {
+  readonly store: DocumentStore
+  readonly fanout: Fanout
+  readonly metrics: Metrics
+  readonly log: FastifyBaseLogger
+  readonly compactAfterRecords: number
+  readonly presenceLimits: PresenceLimits
+}
+
+/** The V1 update with no structs and no deletions. */
+const isEmptyUpdate = (update: Uint8Array): boolean => update.length === 2 && update[0] === 0 && update[1] === 0
+
+/** Merging grows faster than linearly with the batch: keep batches small. */
+const MAX_MERGE = 32
+const RETRY_MIN_MS = 50
+const RETRY_MAX_MS = 5_000
+
+export class Room {
+  readonly id: string
+  readonly doc: Y.Doc
+  readonly presence: Presence<RoomMember>
+  readonly #channel: RoomChannel<RoomMember>
+  readonly #deps: RoomDeps
+
+  // Stored log: records firstSeq..lastSeq (both -1 when empty).
+  #firstSeq: number
+  #lastSeq: number
+
+  // Broadcast batch of the current turn; origin is the single writer, or null when mixed.
+  #batch: Uint8Array[] = []
+  #batchOrigin: RoomMember | null = null
+  #batchTimer: NodeJS.Immediate | null = null
+
+  // Store queue: updates not yet handed to the store, and whose they are.
+  #queue: Uint8Array[] = []
+  #queueWriters = new Map<RoomMember, number>()
+  #storing: Promise<void> | null = null
+  #closed = false
+
+  private constructor(id: string, doc: Y.Doc, stored: { firstSeq: number; lastSeq: number }, deps: RoomDeps) {
+    this.id = id
+    this.doc = doc
+    this.#deps = deps
+    this.#firstSeq = stored.firstSeq
+    this.#lastSeq = stored.lastSeq
+    this.presence = new Presence(deps.presenceLimits)
+    this.#channel = deps.fanout.open<RoomMember>(id, {
+      update: (update) => this.#applyRemote(update),
+      awareness: (awarenessUpdate) => this.#channel.broadcast(encodeFrame(writeAwareness, awarenessUpdate)),
+    })
+  }
+
+  /** Loads a room's stored state. A store failure rejects: a room is never opened empty instead. */
+  static async load(id: string, deps: RoomDeps): Promise<Room> {
+    const stored = await deps.metrics.timeStore('load', () => deps.store.load(id))
+    const doc = new Y.Doc({ gc: true })
+    doc.transact(() => {
+      for (const update of stored.updates) Y.applyUpdate(doc, update)
+    })
+    const room = new Room(id, doc, stored, deps)
+    if (room.#needsCompaction()) room.#kickStore()
+    return room
+  }
+
+  get size(): number {
+    return this.#channel.size
+  }
+
+  /** Records in the stored log (for tests and operations). */
+  get storedRecords(): number {
+    return this.#lastSeq < 0 ? 0 : this.#lastSeq - this.#firstSeq + 1
+  }
+
+  members(): IterableIterator<RoomMember> {
+    return this.#channel.members()
+  }
+
+  join(member: RoomMember): void {
+    this.#channel.join(member)
+  }
+
+  /** Removes a member and its presence; says whether the room is now empty. */
+  leave(member: RoomMember): boolean {
+    this.#channel.leave(member)
+    const removals = this.presence.removeOwner(member)
+    if (removals.length > 0) this.#broadcastAwareness(removals, null)
+    return this.#channel.size === 0
+  }
+
+  /**
+   * Applies a validated update written by `origin` (null: a service write) and queues it for the
+   * fan-out and the store. Throws if Yjs refuses it; nothing is then queued.
+   */
+  applyUpdate(update: Uint8Array, origin: RoomMember | null): void {
+    if (isEmptyUpdate(update)) {
+      // Nothing to apply, relay or store (a reconnecting client's step 2 often is this), but the
+      // writer still counts it, so it is acknowledged in order with its other writes.
+      if (origin !== null) this.#countWrite(origin)
+      this.#kickStore()
+      return
+    }
+    Y.applyUpdate(this.doc, update, origin)
+    this.#deps.metrics.updatesApplied++
+
+    if (this.#batch.length === 0) this.#batchOrigin = origin
+    else if (this.#batchOrigin !== origin) this.#batchOrigin = null
+    this.#batch.push(update)
+    if (this.#batch.length >= MAX_MERGE) this.#flushBroadcast()
+    else this.#batchTimer ??= setImmediate(() => this.#flushBroadcast())
+
+    this.#queue.push(update)
+    if (origin !== null) this.#countWrite(origin)
+    this.#kickStore()
+  }
+
+  #countWrite(origin: RoomMember): void {
+    this.#queueWriters.set(origin, (this.#queueWriters.get(origin) ?? 0) + 1)
+  }
+
+  /** Applies awareness entries from `member` and relays what it may set. */
+  applyAwareness(member: RoomMember, frame: Uint8Array, entries: readonly AwarenessEntry[]): PresenceResult {
+    const result = this.presence.apply(member, entries)
+    if (result.accepted.length === entries.length) {
+      // Nothing was dropped: relay the frame as received, without re-encoding it.
+      if (entries.length > 0) this.#channel.broadcast(frame, member)
+    } else if (result.accepted.length > 0) {
+      this.#broadcastAwareness(result.accepted, member)
+    }
+    return result
+  }
+
+  /** Resolves once every write applied so far is stored. */
+  async flush(): Promise<void> {
+    this.#flushBroadcast()
+    while (this.#storing !== null) await this.#storing
+  }
+
+  /** Flushes, compacts a multi-record log so the next load reads one record, and frees the doc. */
+  async close(): Promise<void> {
+    if (this.#closed) return
+    await this.flush()
+    if (this.storedRecords > 1) await this.#compact()
+    this.#closed = true
+    this.#channel.close()
+    this.doc.destroy()
+  }
+
+  #applyRemote(update: Uint8Array): void {
+    Y.applyUpdate(this.doc, update, null)
+    this.#channel.broadcast(encodeFrame(writeUpdate, update))
+  }
+
+  #broadcastAwareness(entries: readonly AwarenessEntry[], except: RoomMember | null): void {
+    this.#channel.broadcast(encodeFrame(writeAwareness, writeAwarenessUpdate(entries)), except)
+  }
+
+  #flushBroadcast(): void {
+    if (this.#batchTimer !== null) {
+      clearImmediate(this.#batchTimer)
+      this.#batchTimer = null
+    }
+    const updates = this.#batch
+    if (updates.length === 0) return
+    const origin = this.#batchOrigin
+    this.#batch = []
+    this.#batchOrigin = null
+    const merged = updates.length === 1 ? updates[0]! : Y.mergeUpdates(updates)
+    // A batch from one writer skips that writer; a mixed batch goes to all (Yjs ignores echoes).
+    this.#channel.broadcast(encodeFrame(writeUpdate, merged), origin)
+  }
+
+  #needsCompaction(): boolean {
+    return this.storedRecords >= this.#deps.compactAfterRecords
+  }
+
+  #kickStore(): void {
+    if (this.#storing === null && !this.#closed) {
+      this.#storing = this.#storeLoop().finally(() => {
+        this.#storing = null
+      })
+    }
+  }
+
+  async #storeLoop(): Promise<void> {
+    // Let the rest of this turn's writes join the first append.
+    await Promise.resolve()
+    while (this.#queue.length > 0 || this.#queueWriters.size > 0 || this.#needsCompaction()) {
+      if (this.#queue.length === 0 && this.#queueWriters.size === 0) {
+        await this.#compact()
+        continue
+      }
+      const updates = this.#queue
+      const writers = this.#queueWriters
+      this.#queue = []
+      this.#queueWriters = new Map()
+      const records: Uint8Array[] = []
+      for (let i = 0; i < updates.length; i += MAX_MERGE) {
+        const chunk = updates.slice(i, i + MAX_MERGE)
+        records.push(chunk.length === 1 ? chunk[0]! : Y.mergeUpdates(chunk))
+      }
+      if (records.length > 0) {
+        const firstSeq = this.#lastSeq + 1
+        await this.#retry('append', writers, () => this.#deps.store.append(this.id, firstSeq, records))
+        if (this.#firstSeq < 0) this.#firstSeq = firstSeq
+        this.#lastSeq = firstSeq + records.length - 1
+      }
+      for (const [writer, count] of writers) writer.acknowledge(count)
+    }
+  }
+
+  async #compact(): Promise<void> {
+    const throughSeq = this.#lastSeq
+    const fromSeq = this.#firstSeq
+    if (throughSeq <= fromSeq) return
+    // The doc holds every stored record (and maybe newer, not yet stored writes: Yjs merges are
+    // idempotent, so a snapshot that runs ahead of the log loses and duplicates nothing).
+    const snapshot = Y.encodeStateAsUpdate(this.doc)
+    try {
+      await this.#deps.metrics.timeStore('compact', () => this.#deps.store.compact(this.id, fromSeq, throughSeq, snapshot))
+      this.#firstSeq = throughSeq
+      this.#deps.metrics.compactions++
+    } catch (err) {
+      // The log is intact (the batch is atomic); compaction is tried again on the next write.
+      this.#deps.metrics.storeErrors++
+      this.#deps.log.error({ err, roomId: this.id }, 'compaction failed')
+    }
+  }
+
+  /** Runs a store write until it succeeds, backing off; writers hear that their writes wait. */
+  async #retry(op: 'append', writers: Map<RoomMember, number>, run: () => Promise<void>): Promise<void> {
+    let delay = RETRY_MIN_MS
+    for (;;) {
+      try {
+        await this.#deps.metrics.timeStore(op, run)
+        return
+      } catch (err) {
+        this.#deps.metrics.storeErrors++
+        this.#deps.log.error({ err, roomId: this.id, retryInMs: delay }, 'document store write failed; retrying')
+        for (const writer of writers.keys()) writer.writeDelayed()
+        await new Promise((resolve) => setTimeout(resolve, delay))
+        delay = Math.min(delay * 2, RETRY_MAX_MS)
+      }
+    }
+  }
+}

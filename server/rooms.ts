@@ -1,0 +1,114 @@
+/**
+ * The rooms loaded in this process: each loaded once (concurrent joins share the load), kept while
+ * it has members, and unloaded after an idle delay once its writes are stored. A join that arrives
+ * while its room is unloading waits for the unload, then loads the room afresh.
+ */
+
+import { Room, type RoomDeps } from './room.ts'
+
+export class RoomRegistry {
+  readonly #rooms = new Map<string, Room>()
+  readonly #loading = new Map<string, Promise<Room>>()
+  readonly #unloading = new Map<string, Promise<void>>()
+  readonly #idleTimers = new Map<Room, NodeJS.Timeout>()
+  readonly #deps: RoomDeps
+  readonly #idleUnloadMs: number
+
+  constructor(deps: RoomDeps, idleUnloadMs: number) {
+    this.#deps = deps
+    this.#idleUnloadMs = idleUnloadMs
+  }
+
+  get size(): number {
+    return this.#rooms.size
+  }
+
+  /** The loaded room, if it is (for REST reads and tests; never loads). */
+  get(roomId: string): Room | undefined {
+    return this.#rooms.get(roomId)
+  }
+
+  rooms(): IterableIterator<Room> {
+    return this.#rooms.values()
+  }
+
+  /** The room, loaded if needed. The caller joins it at once or calls `released` (idle timer). */
+  async acquire(roomId: string): Promise<Room> {
+    for (;;) {
+      const unloading = this.#unloading.get(roomId)
+      if (unloading === undefined) break
+      await unloading
+    }
+    const loaded = this.#rooms.get(roomId)
+    if (loaded !== undefined) {
+      this.#cancelIdle(loaded)
+      return loaded
+    }
+    let loading = this.#loading.get(roomId)
+    if (loading === undefined) {
+      loading = Room.load(roomId, this.#deps).then(
+        (room) => {
+          this.#loading.delete(roomId)
+          this.#rooms.set(roomId, room)
+          this.#deps.metrics.roomsLoaded.set(this.#rooms.size)
+          // Loaded for a join that may never come (the socket closed meanwhile): start idle.
+          this.released(room)
+          return room
+        },
+        (err: unknown) => {
+          this.#loading.delete(roomId)
+          throw err
+        },
+      )
+      this.#loading.set(roomId, loading)
+    }
+    const room = await loading
+    this.#cancelIdle(room)
+    return room
+  }
+
+  /** Starts the idle countdown of a room that has no members. */
+  released(room: Room): void {
+    if (room.size > 0 || this.#idleTimers.has(room) || this.#rooms.get(room.id) !== room) return
+    const timer = setTimeout(() => {
+      this.#idleTimers.delete(room)
+      if (room.size === 0) void this.#unload(room)
+    }, this.#idleUnloadMs)
+    timer.unref()
+    this.#idleTimers.set(room, timer)
+  }
+
+  /** Stores every room's pending writes. */
+  async flushAll(): Promise<void> {
+    await Promise.all([...this.#rooms.values()].map((room) => room.flush()))
+  }
+
+  /** Flushes and unloads every room (shutdown). */
+  async closeAll(): Promise<void> {
+    await Promise.all([...this.#loading.values()].map((p) => p.catch(() => undefined)))
+    await Promise.all([...this.#rooms.values()].map((room) => this.#unload(room)))
+    await Promise.all(this.#unloading.values())
+  }
+
+  #cancelIdle(room: Room): void {
+    const timer = this.#idleTimers.get(room)
+    if (timer !== undefined) {
+      clearTimeout(timer)
+      this.#idleTimers.delete(room)
+    }
+  }
+
+  #unload(room: Room): Promise<void> {
+    const pending = this.#unloading.get(room.id)
+    if (pending !== undefined) return pending
+    this.#cancelIdle(room)
+    this.#rooms.delete(room.id)
+    this.#deps.metrics.roomsLoaded.set(this.#rooms.size)
+    const unloading = room
+      .close()
+      .catch((err: unknown) => this.#deps.log.error({ err, roomId: room.id }, 'unloading room failed'))
+      .finally(() => this.#unloading.delete(room.id))
+    this.#unloading.set(room.id, unloading)
+    return unloading
+  }
+}

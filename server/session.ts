@@ -1,0 +1,62 @@
+/**
+ * Sessions: who a connection is and what it may do, decided once when it authenticates (and again
+ * only when its access changes). The message loop reads `session.permissions`, a bit set, and
+ * nothing else.
+ *
+ * `Authenticate` is the seam identity plugs into: the server calls it once per connection with the
+ * credentials the client presented (the token from Tandem's auth message, or, for the stock
+ * y-websocket client, the compatibility `?token=` parameter) and gets a session or a refusal.
+ */
+
+import type { IncomingHttpHeaders } from 'node:http'
+import type { ErrorCode } from '../protocol/errors.ts'
+import type { PermissionBits } from '../protocol/permissions.ts'
+
+export type Actor =
+  | { readonly kind: 'user'; readonly userId: string; readonly sessionId?: string; readonly tenantId?: string }
+  | { readonly kind: 'anonymous'; readonly sessionId: string }
+  | { readonly kind: 'service'; readonly name: string }
+
+export interface Session {
+  /** Unique per connection, also sent to the client. */
+  readonly connectionId: string
+  readonly actor: Actor
+  /** Free-form user info shown to other participants (name, colour, avatar). */
+  readonly info: unknown
+  /** Current permissions in this room; replaced (never mutated in place) when access changes. */
+  permissions: PermissionBits
+  /** When the credentials expire (ms since epoch), or null for sessions that do not. */
+  readonly expiresAt: number | null
+}
+
+export interface Credentials {
+  readonly roomId: string
+  /** The presented token, or null when the client presented none. */
+  readonly token: string | null
+  /** `tandem`: Tandem's auth message; `compat`: a stock y-websocket client (no auth message). */
+  readonly via: 'tandem' | 'compat'
+}
+
+/** What the server knows of the request that opened the socket. */
+export interface ConnectionRequest {
+  readonly ip: string
+  readonly headers: IncomingHttpHeaders
+}
+
+export interface SessionGrant {
+  readonly actor: Actor
+  readonly info?: unknown
+  readonly permissions: PermissionBits
+  readonly expiresAt?: number | null
+}
+
+export interface Refusal {
+  readonly refused: Extract<ErrorCode, 'unauthorized' | 'token_expired' | 'forbidden' | 'room_not_found'>
+  readonly reason: string
+}
+
+export type AuthResult = SessionGrant | Refusal
+
+export type Authenticate = (credentials: Credentials, request: ConnectionRequest) => AuthResult | Promise<AuthResult>
+
+export const isRefusal = (result: AuthResult): result is Refusal => 'refused' in result

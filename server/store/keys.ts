@@ -1,0 +1,66 @@
+/**
+ * LevelDB key encoding for the document store. Keys are versioned byte tuples that sort as their
+ * fields do:
+ *
+ *   update record:  [SCHEMA_VERSION] [KIND_UPDATE] roomId(UTF-8) [0x00] seq(u64 big-endian)
+ *   schema marker:  [SCHEMA_VERSION] [KIND_VERSION]
+ *
+ * Room IDs never contain U+0000, so the 0x00 separator ends the room ID unambiguously and one
+ * room's records are exactly the keys from `prefix 0x00` up to (not including) `prefix 0x01`.
+ * Pure: no I/O.
+ */
+
+export const SCHEMA_VERSION = 0x01
+/** Kind byte of update records: 'u'. */
+export const KIND_UPDATE = 0x75
+/** Kind byte of the schema-version marker: 'V'. */
+export const KIND_VERSION = 0x56
+
+const SEPARATOR = 0x00
+const SEQ_BYTES = 8
+const MAX_ROOM_ID_LENGTH = 256
+const encoder = new TextEncoder()
+
+/** The key under which the store's schema version is kept. */
+export const VERSION_KEY: Uint8Array = Uint8Array.of(SCHEMA_VERSION, KIND_VERSION)
+
+/** 1..256 characters, none of them a control character (U+0000-U+001F, U+007F). */
+export function isValidRoomId(id: string): boolean {
+  return id.length >= 1 && id.length <= MAX_ROOM_ID_LENGTH && !/[\u0000-\u001f\u007f]/.test(id)
+}
+
+/** `[SCHEMA_VERSION][KIND_UPDATE]roomId` followed by `terminator`. */
+function roomPrefix(roomId: string, terminator: number, extra: number): Uint8Array {
+  if (roomId.includes('\u0000')) throw new RangeError('room id must not contain U+0000')
+  const id = encoder.encode(roomId)
+  const key = new Uint8Array(2 + id.length + 1 + extra)
+  key[0] = SCHEMA_VERSION
+  key[1] = KIND_UPDATE
+  key.set(id, 2)
+  key[2 + id.length] = terminator
+  return key
+}
+
+/** Key of one update record of a room. `seq` is a non-negative safe integer. */
+export function recordKey(roomId: string, seq: number): Uint8Array {
+  if (!Number.isSafeInteger(seq) || seq < 0) throw new RangeError(`invalid sequence number ${seq}`)
+  const key = roomPrefix(roomId, SEPARATOR, SEQ_BYTES)
+  new DataView(key.buffer).setBigUint64(key.length - SEQ_BYTES, BigInt(seq), false)
+  return key
+}
+
+/** Bounds covering exactly one room's update records, in sequence order. */
+export function roomRange(roomId: string): { gte: Uint8Array; lt: Uint8Array } {
+  return { gte: roomPrefix(roomId, SEPARATOR, 0), lt: roomPrefix(roomId, SEPARATOR + 1, 0) }
+}
+
+/** The sequence number of an update record's key. */
+export function decodeSeq(key: Uint8Array): number {
+  if (key.length < 2 + 1 + SEQ_BYTES || key[0] !== SCHEMA_VERSION || key[1] !== KIND_UPDATE) {
+    throw new RangeError('not an update record key')
+  }
+  const view = new DataView(key.buffer, key.byteOffset, key.byteLength)
+  const seq = view.getBigUint64(key.byteLength - SEQ_BYTES, false)
+  if (seq > BigInt(Number.MAX_SAFE_INTEGER)) throw new RangeError(`sequence number ${seq} too large`)
+  return Number(seq)
+}

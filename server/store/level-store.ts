@@ -1,0 +1,131 @@
+/**
+ * The LevelDB document store: each room's update log kept in an embedded LevelDB (classic-level
+ * through `level`), under the keys of keys.ts. One server process owns a data dir at a time;
+ * LevelDB's lock file enforces it and a second opener gets DataDirInUseError.
+ */
+
+import { mkdir } from 'node:fs/promises'
+import { Level } from 'level'
+import type { BatchOperation } from 'level'
+import type { DocumentStore, StoredDocument } from './types.ts'
+import { SCHEMA_VERSION, VERSION_KEY, decodeSeq, recordKey, roomRange } from './keys.ts'
+
+type Db = Level<Uint8Array, Uint8Array>
+type Op = BatchOperation<Db, Uint8Array, Uint8Array>
+
+/** Another process (or another store in this one) holds the data dir's LevelDB lock. */
+export class DataDirInUseError extends Error {
+  readonly code = 'DATA_DIR_IN_USE'
+
+  constructor(readonly dir: string, options?: ErrorOptions) {
+    super(`data dir "${dir}" is in use by another Tandem server`, options)
+    this.name = 'DataDirInUseError'
+  }
+}
+
+export interface LevelStoreOptions {
+  /** fsync every write: survives a power loss, not only a process crash. Default false. */
+  sync?: boolean
+}
+
+export async function openLevelStore(dir: string, options: LevelStoreOptions = {}): Promise<LevelStore> {
+  await mkdir(dir, { recursive: true })
+  const db: Db = new Level<Uint8Array, Uint8Array>(dir, { keyEncoding: 'view', valueEncoding: 'view' })
+  try {
+    await db.open()
+  } catch (err) {
+    if (isLockError(err)) throw new DataDirInUseError(dir, { cause: err })
+    throw new Error(`could not open data dir "${dir}": ${describe(err)}`, { cause: err })
+  }
+  try {
+    await checkSchemaVersion(db, dir)
+  } catch (err) {
+    await db.close()
+    throw err
+  }
+  return new LevelStore(db, options.sync ?? false)
+}
+
+export class LevelStore implements DocumentStore {
+  #closed = false
+
+  constructor(
+    private readonly db: Db,
+    private readonly sync: boolean,
+  ) {}
+
+  async load(roomId: string): Promise<StoredDocument> {
+    const updates: Uint8Array[] = []
+    let firstSeq = -1
+    let lastSeq = -1
+    for await (const [key, value] of this.db.iterator(roomRange(roomId))) {
+      lastSeq = decodeSeq(key)
+      if (firstSeq === -1) firstSeq = lastSeq
+      updates.push(value)
+    }
+    return { updates, firstSeq, lastSeq }
+  }
+
+  async append(roomId: string, firstSeq: number, updates: readonly Uint8Array[]): Promise<void> {
+    if (updates.length === 1) {
+      await this.db.put(recordKey(roomId, firstSeq), updates[0]!, { sync: this.sync })
+      return
+    }
+    const ops: Op[] = updates.map((value, i) => ({ type: 'put', key: recordKey(roomId, firstSeq + i), value }))
+    await this.db.batch(ops, { sync: this.sync })
+  }
+
+  async compact(roomId: string, fromSeq: number, throughSeq: number, merged: Uint8Array): Promise<void> {
+    if (!Number.isSafeInteger(fromSeq) || fromSeq < 0 || !Number.isSafeInteger(throughSeq) || throughSeq < fromSeq) {
+      throw new RangeError(`invalid compaction range ${fromSeq}..${throughSeq}`)
+    }
+    // One batch, so a crash leaves either the old records or the merged one, never neither.
+    const ops: Op[] = []
+    for (let seq = fromSeq; seq < throughSeq; seq++) ops.push({ type: 'del', key: recordKey(roomId, seq) })
+    ops.push({ type: 'put', key: recordKey(roomId, throughSeq), value: merged })
+    await this.db.batch(ops, { sync: this.sync })
+  }
+
+  async deleteDocument(roomId: string): Promise<void> {
+    const ops: Op[] = []
+    for await (const key of this.db.keys(roomRange(roomId))) ops.push({ type: 'del', key })
+    if (ops.length > 0) await this.db.batch(ops, { sync: this.sync })
+  }
+
+  async countRecords(roomId: string): Promise<number> {
+    let count = 0
+    for await (const _ of this.db.keys(roomRange(roomId))) count++
+    return count
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return
+    this.#closed = true
+    await this.db.close()
+  }
+}
+
+/** Writes the schema marker into a fresh store; refuses a store written by another schema. */
+async function checkSchemaVersion(db: Db, dir: string): Promise<void> {
+  const marker = await db.get(VERSION_KEY)
+  if (marker === undefined) {
+    await db.put(VERSION_KEY, Uint8Array.of(SCHEMA_VERSION), { sync: true })
+  } else if (marker.length !== 1 || marker[0] !== SCHEMA_VERSION) {
+    throw new Error(
+      `data dir "${dir}" holds store schema version ${Array.from(marker).join('.')}, this server reads version ${SCHEMA_VERSION}`,
+    )
+  }
+}
+
+/** classic-level reports a held lock as LEVEL_DATABASE_NOT_OPEN caused by LEVEL_LOCKED ("IO error: lock ..."). */
+function isLockError(err: unknown): boolean {
+  if (!(err instanceof Error) || (err as { code?: unknown }).code !== 'LEVEL_DATABASE_NOT_OPEN') return false
+  const cause = err.cause
+  if (!(cause instanceof Error)) return false
+  return (cause as { code?: unknown }).code === 'LEVEL_LOCKED' || /\block\b/i.test(cause.message)
+}
+
+function describe(err: unknown): string {
+  if (!(err instanceof Error)) return String(err)
+  return err.cause instanceof Error ? `${err.message}: ${err.cause.message}` : err.message
+}

@@ -1,0 +1,56 @@
+/** Starts a real Tandem server on 127.0.0.1 with a real LevelDB in a temp dir, for tests. */
+
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import type { FastifyInstance } from 'fastify'
+import { createServer } from '../../server/create-server.ts'
+import type { ServerOptions } from '../../server/options.ts'
+
+export const TEST_SECRET = 'test-secret-that-is-long-enough-0123456789'
+
+export interface TestServer {
+  readonly app: FastifyInstance
+  readonly dataDir: string
+  readonly port: number
+  /** ws://127.0.0.1:PORT/v1/sync — the base URL a stock y-websocket client takes. */
+  readonly syncUrl: string
+  readonly httpUrl: string
+  /** Closes the server gracefully (keeps the data dir). */
+  stop(): Promise<void>
+  /** Stops and starts a new server on the same data dir and port. */
+  restart(): Promise<TestServer>
+  /** Stops and removes the data dir. */
+  destroy(): Promise<void>
+}
+
+export const makeDataDir = (): string => mkdtempSync(join(tmpdir(), 'tandem-test-'))
+
+export async function startServer(options: Partial<ServerOptions> = {}, dataDir = makeDataDir(), port = 0): Promise<TestServer> {
+  const app = await createServer({ secret: TEST_SECRET, logLevel: 'silent', allowAnonymous: true, ...options, dataDir })
+  await app.listen({ host: '127.0.0.1', port })
+  const address = app.server.address()
+  const bound = typeof address === 'object' && address !== null ? address.port : port
+  let stopped = false
+  const stop = async (): Promise<void> => {
+    if (stopped) return
+    stopped = true
+    await app.close()
+  }
+  return {
+    app,
+    dataDir,
+    port: bound,
+    syncUrl: `ws://127.0.0.1:${bound}/v1/sync`,
+    httpUrl: `http://127.0.0.1:${bound}`,
+    stop,
+    async restart() {
+      await stop()
+      return startServer(options, dataDir, bound)
+    },
+    async destroy() {
+      await stop()
+      rmSync(dataDir, { recursive: true, force: true })
+    },
+  }
+}
