@@ -28,7 +28,7 @@ export interface Limits {
 
 export const DEFAULT_LIMITS: Readonly<Limits> = {
   maxMessageBytes: 8 * 1024 * 1024,
-  preAuthMaxMessages: 64,
+  preAuthMaxMessages: 1024,
   preAuthMaxBytes: 8 * 1024 * 1024,
   authTimeoutMs: 10_000,
   maxBufferedBytes: 16 * 1024 * 1024,

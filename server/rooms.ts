@@ -4,7 +4,15 @@
  * while its room is unloading waits for the unload, then loads the room afresh.
  */
 
+import { EventEmitter } from 'node:events'
 import { Room, type RoomDeps } from './room.ts'
+
+export interface RegistryEvents {
+  /** A room was loaded from the store. */
+  loaded: [roomId: string]
+  /** A room's writes were stored and it left memory. */
+  unloaded: [roomId: string]
+}
 
 export class RoomRegistry {
   readonly #rooms = new Map<string, Room>()
@@ -13,6 +21,7 @@ export class RoomRegistry {
   readonly #idleTimers = new Map<Room, NodeJS.Timeout>()
   readonly #deps: RoomDeps
   readonly #idleUnloadMs: number
+  readonly events = new EventEmitter<RegistryEvents>()
 
   constructor(deps: RoomDeps, idleUnloadMs: number) {
     this.#deps = deps
@@ -51,6 +60,7 @@ export class RoomRegistry {
           this.#loading.delete(roomId)
           this.#rooms.set(roomId, room)
           this.#deps.metrics.roomsLoaded.set(this.#rooms.size)
+          this.events.emit('loaded', roomId)
           // Loaded for a join that may never come (the socket closed meanwhile): start idle.
           this.released(room)
           return room
@@ -107,7 +117,10 @@ export class RoomRegistry {
     const unloading = room
       .close()
       .catch((err: unknown) => this.#deps.log.error({ err, roomId: room.id }, 'unloading room failed'))
-      .finally(() => this.#unloading.delete(room.id))
+      .finally(() => {
+        this.#unloading.delete(room.id)
+        this.events.emit('unloaded', room.id)
+      })
     this.#unloading.set(room.id, unloading)
     return unloading
   }
