@@ -8,7 +8,7 @@
  */
 
 import websocket, { type WebsocketPluginOptions } from '@fastify/websocket'
-import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
+import Fastify, { type FastifyInstance, type FastifyRequest, type FastifyServerOptions } from 'fastify'
 import { CloseCode } from '../protocol/errors.ts'
 import { anonymousAuthenticate } from './anonymous-auth.ts'
 import { Connection, type ConnectionContext } from './connection.ts'
@@ -40,18 +40,18 @@ declare module 'fastify' {
 /** Request log lines never carry a token: the compatibility `?token=` is cut from logged URLs. */
 const redactUrl = (url: string): string => url.replace(/([?&]token=)[^&]*/gi, '$1[redacted]')
 
+const serializeRequest = (req: FastifyRequest): { method: string; url: string; ip: string } => ({
+  method: req.method,
+  url: redactUrl(req.url),
+  ip: req.ip,
+})
+const REDACT = ['req.headers.authorization', 'req.headers.cookie']
+
+/** Fastify's own pino, or the app's logger; either way with the request serializer that redacts. */
 const loggerOptions = (options: ServerOptions): Pick<FastifyServerOptions, 'logger' | 'loggerInstance'> =>
   options.logger !== undefined
-    ? { loggerInstance: options.logger }
-    : {
-        logger: {
-          level: options.logLevel ?? 'info',
-          redact: ['req.headers.authorization', 'req.headers.cookie'],
-          serializers: {
-            req: (req: { method: string; url: string; ip?: string }) => ({ method: req.method, url: redactUrl(req.url), ip: req.ip }),
-          },
-        },
-      }
+    ? { loggerInstance: options.logger.child({}, { serializers: { req: serializeRequest }, redact: REDACT }) }
+    : { logger: { level: options.logLevel ?? 'info', redact: REDACT, serializers: { req: serializeRequest } } }
 
 export async function createServer(options: ServerOptions): Promise<FastifyInstance> {
   const resolved = resolveOptions(options)

@@ -1,0 +1,156 @@
+/**
+ * The session seam: `authenticate` decides once per connection; its refusals reach the client with
+ * their code; the token reaches it from Tandem's auth message, and from `?token=` only in
+ * compatibility mode. Also the `saved` acknowledgement a writer gets.
+ */
+
+import { afterEach, describe, expect, it } from 'vitest'
+import * as Y from 'yjs'
+import { PermissionBit } from '../protocol/permissions.ts'
+import type { Authenticate, Credentials } from '../server/session.ts'
+import { rawClient, textUpdate } from './support/raw-client.ts'
+import { type TestServer, startServer } from './support/server.ts'
+import { stockPeer, synced } from './support/stock-client.ts'
+import { once, until } from './support/wait.ts'
+
+const servers: TestServer[] = []
+const start = async (...args: Parameters<typeof startServer>): Promise<TestServer> => {
+  const server = await startServer(...args)
+  servers.push(server)
+  return server
+}
+afterEach(async () => {
+  for (const s of servers.splice(0)) await s.destroy()
+})
+
+const ALL = PermissionBit.read | PermissionBit.presence | PermissionBit.write
+
+/** An authenticate that lets in the token "good" and records every call. */
+const recording = (): { calls: Credentials[]; authenticate: Authenticate } => {
+  const calls: Credentials[] = []
+  return {
+    calls,
+    authenticate: (credentials) => {
+      calls.push(credentials)
+      return credentials.token === 'good'
+        ? { actor: { kind: 'user', userId: 'ada' }, info: { name: 'Ada' }, permissions: ALL }
+        : { refused: 'unauthorized', reason: 'bad token' }
+    },
+  }
+}
+
+describe('authenticate seam', () => {
+  it('passes the token from the auth message and tells the client who it is', async () => {
+    const auth = recording()
+    const server = await start({ authenticate: auth.authenticate, allowAnonymous: false })
+    const client = await rawClient(server.syncUrl, 'room', { token: 'good' })
+    const hello = await client.next('authenticated')
+    expect(hello.identity).toMatchObject({ actor: { kind: 'user', userId: 'ada' }, info: { name: 'Ada' }, permissions: ALL, expiresAt: null })
+    expect(auth.calls).toEqual([{ roomId: 'room', token: 'good', via: 'tandem' }])
+    await client.next('sync-step-2')
+  })
+
+  it('a refusal reaches a Tandem client as an error with its code, then close 4401, and nothing of the room', async () => {
+    const auth = recording()
+    const server = await start({ authenticate: auth.authenticate })
+    const seed = await rawClient(server.syncUrl, 'room', { token: 'good' })
+    seed.sendUpdate(textUpdate('secret text'))
+    await seed.saved(1)
+
+    const client = await rawClient(server.syncUrl, 'room', { token: 'wrong' })
+    const closed = await client.closed
+    expect(closed.code).toBe(4401)
+    expect(client.messages).toEqual([{ kind: 'error', code: 'unauthorized', message: 'bad token' }])
+  })
+
+  it('a session without read access is refused as forbidden (4403)', async () => {
+    const server = await start({ authenticate: () => ({ actor: { kind: 'user', userId: 'x' }, permissions: 0 }) })
+    const client = await rawClient(server.syncUrl, 'room', { token: 't' })
+    expect((await client.closed).code).toBe(4403)
+    expect(client.messages.map((m) => m.kind)).toEqual(['error'])
+  })
+
+  it('the stock client gets permission-denied and stops reconnecting (final 44xx close)', async () => {
+    const server = await start({ allowAnonymous: false })
+    const peer = stockPeer(server.syncUrl, 'room')
+    try {
+      const [terminal] = await once<[{ code: number; reason: string }]>('the provider to stop for good', peer.provider, 'closed')
+      expect(terminal.code).toBe(4401)
+      expect(peer.provider.shouldConnect).toBe(false)
+      expect(peer.doc.getText('t').toString()).toBe('')
+    } finally {
+      peer.destroy()
+    }
+  })
+
+  it('the ?token= parameter reaches authenticate only in compatibility mode', async () => {
+    const off = recording()
+    const serverOff = await start({ authenticate: off.authenticate })
+    const refused = stockPeer(serverOff.syncUrl, 'room', { params: { token: 'good' } })
+    try {
+      await once('close', refused.provider, 'connection-close')
+      expect(off.calls[0]).toEqual({ roomId: 'room', token: null, via: 'compat' })
+    } finally {
+      refused.destroy()
+    }
+
+    const on = recording()
+    const serverOn = await start({ authenticate: on.authenticate, yWebsocketCompat: true })
+    const admitted = stockPeer(serverOn.syncUrl, 'room', { params: { token: 'good' } })
+    try {
+      await synced(admitted)
+      expect(on.calls[0]).toEqual({ roomId: 'room', token: 'good', via: 'compat' })
+    } finally {
+      admitted.destroy()
+    }
+  })
+
+  it('a thrown error in authenticate closes with 1011 and the server keeps serving', async () => {
+    let fail = true
+    const server = await start({
+      authenticate: () => {
+        if (fail) throw new Error('identity provider down')
+        return { actor: { kind: 'anonymous', sessionId: 's' }, permissions: ALL }
+      },
+    })
+    const client = await rawClient(server.syncUrl, 'room')
+    expect((await client.closed).code).toBe(1011)
+    expect(client.messages).toEqual([{ kind: 'error', code: 'server_error', message: 'identity provider down' }])
+    fail = false
+    const next = await rawClient(server.syncUrl, 'room')
+    await next.next('sync-step-2')
+  })
+})
+
+describe('saved acknowledgements', () => {
+  it('counts every write of the connection once it is stored, empty sync steps included, in order', async () => {
+    const server = await start()
+    const writer = await rawClient(server.syncUrl, 'acks')
+    await writer.next('sync-step-2')
+    const doc = new Y.Doc()
+    const updates: Uint8Array[] = []
+    doc.on('update', (u: Uint8Array) => updates.push(u))
+    for (let i = 0; i < 50; i++) doc.getArray<number>('a').push([i])
+    for (const u of updates) writer.sendUpdate(u)
+    writer.sendUpdate(Uint8Array.of(0, 0)) // an empty update: nothing to store, still acknowledged
+    await writer.saved(51)
+    const counts = writer.messages.flatMap((m) => (m.kind === 'saved' ? [m.count] : []))
+    expect(counts).toEqual([...counts].sort((a, b) => a - b))
+    expect(counts.at(-1)).toBe(51)
+    const stored = await server.app.tandem.store.load('acks')
+    const fromDisk = new Y.Doc()
+    for (const u of stored.updates) Y.applyUpdate(fromDisk, u)
+    expect(fromDisk.getArray('a').toArray()).toEqual(Array.from({ length: 50 }, (_, i) => i))
+  })
+
+  it('relays a write to the other editors, not back to its writer', async () => {
+    const server = await start()
+    const writer = await rawClient(server.syncUrl, 'relay')
+    const other = await rawClient(server.syncUrl, 'relay')
+    await Promise.all([writer.next('sync-step-2'), other.next('sync-step-2')])
+    writer.sendUpdate(textUpdate('hi'))
+    await until('other has it', other.doc, ['update'], () => other.doc.getText('t').toString() === 'hi')
+    await writer.saved(1)
+    expect(writer.messages.some((m) => m.kind === 'update')).toBe(false)
+  })
+})
