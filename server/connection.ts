@@ -278,9 +278,11 @@ export class Connection implements RoomMember {
         try {
           room.applyUpdate(message.update, this)
         } catch (err) {
+          // Yjs can still refuse a well-formed update against some document states; the update
+          // was neither queued nor relayed, and its sender is the one to go.
           this.#ctx.metrics.rejected.apply_failed++
-          this.#log.error({ err }, 'applying a validated update failed')
-          this.#notice('server_error', 'the update could not be applied')
+          this.#log.warn({ err }, 'applying a validated update failed')
+          throw new TandemError('malformed_message', 'the update could not be applied to this document', { cause: err })
         }
         return
       }

@@ -100,6 +100,8 @@ const skipAny = (d: Decoder, depth: number): void => {
   }
 }
 
+const isBooleanTag = (tag: number): boolean => tag === 120 || tag === 121
+
 /**
  * yjs spreads these into `new Doc({ guid, ...opts })` and throws on a non-object. Security: `guid` or
  * `gcFilter` would override what the parent decides. yjs writes gc, autoLoad and meta.
@@ -109,12 +111,8 @@ const skipDocOpts = (d: Decoder): void => {
   for (let n = count(d, 2, 'subdocument option'); n > 0; n--) {
     const key = string(d)
     if (key === 'guid' || key === 'gcFilter') fail(`subdocument option ${key} is not allowed`)
-    if (key !== 'gc' && key !== 'autoLoad' && key !== 'shouldLoad') {
-      skipAny(d, 1)
-      continue
-    }
-    const tag = byte(d)
-    if (tag !== 120 && tag !== 121) fail(`subdocument option ${key} is not a boolean`)
+    if (key !== 'gc' && key !== 'autoLoad' && key !== 'shouldLoad') skipAny(d, 1)
+    else if (!isBooleanTag(byte(d))) fail(`subdocument option ${key} is not a boolean`)
   }
 }
 
@@ -206,14 +204,6 @@ const readUpdate = (d: Decoder): UpdateSummary => {
   return { structs, deletes, clients: clients.sort((a, b) => a - b) }
 }
 
-const readStateVector = (d: Decoder): void => {
-  for (let n = count(d, 2, 'state vector entry'); n > 0; n--) {
-    uint(d) // client
-    uint(d) // clock
-  }
-  if (remaining(d) !== 0) fail(`${remaining(d)} bytes after the state vector`)
-}
-
 /** The one boundary: what lib0 or the platform throws (end of array, bad UTF-8, stack overflow) becomes ours. */
 const guard = <T>(what: string, read: (d: Decoder) => T, bytes: Uint8Array): T => {
   try {
@@ -232,5 +222,11 @@ export function validateUpdate(update: Uint8Array): UpdateSummary {
 
 /** Checks that `sv` is a well-formed state vector: a count, (client, clock) pairs, nothing after. */
 export function validateStateVector(sv: Uint8Array): void {
-  guard('state vector', readStateVector, sv)
+  guard('state vector', (d) => {
+    for (let n = count(d, 2, 'state vector entry'); n > 0; n--) {
+      uint(d) // client
+      uint(d) // clock
+    }
+    if (remaining(d) !== 0) fail(`${remaining(d)} bytes after the state vector`)
+  }, sv)
 }
