@@ -18,6 +18,9 @@ export const ERROR_CODES = [
   'malformed_message',
   'room_not_found',
   'server_error',
+  // REST only:
+  'invalid_request',
+  'room_exists',
 ] as const
 
 export type ErrorCode = (typeof ERROR_CODES)[number]
@@ -60,6 +63,8 @@ export const ERROR_TABLE: Readonly<Record<ErrorCode, CodeInfo>> = {
   malformed_message: { status: 400, close: CloseCode.malformed },
   room_not_found: { status: 404, close: CloseCode.roomDeleted },
   server_error: { status: 500, close: CloseCode.serverError },
+  invalid_request: { status: 400, close: CloseCode.malformed },
+  room_exists: { status: 409, close: null },
 }
 
 const codeSet: ReadonlySet<string> = new Set(ERROR_CODES)

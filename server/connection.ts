@@ -30,7 +30,7 @@ import type { Metrics } from './metrics.ts'
 import type { ResolvedOptions } from './options.ts'
 import type { Room, RoomMember } from './room.ts'
 import type { RoomRegistry } from './rooms.ts'
-import { type Authenticate, type ConnectionRequest, type Credentials, type Session, isRefusal } from './session.ts'
+import { type Actor, type Authenticate, type ConnectionRequest, type Credentials, type Session, isRefusal } from './session.ts'
 import { validateStateVector, validateUpdate } from './update-validator.ts'
 
 export interface ConnectionContext {
@@ -106,6 +106,11 @@ export class Connection implements RoomMember {
 
   get session(): Session | null {
     return this.#session
+  }
+
+  /** Who this connection writes as; only asked once its session exists. */
+  get actor(): Actor {
+    return this.#session!.actor
   }
 
   get isOpen(): boolean {
@@ -274,9 +279,9 @@ export class Connection implements RoomMember {
           this.#notice('read_only', 'this session may not write to the room')
           return
         }
-        validateUpdate(message.update)
+        const { clients } = validateUpdate(message.update)
         try {
-          room.applyUpdate(message.update, this)
+          room.applyUpdate(message.update, this, clients)
         } catch (err) {
           // Yjs can still refuse a well-formed update against some document states; the update
           // was neither queued nor relayed, and its sender is the one to go.

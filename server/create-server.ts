@@ -98,7 +98,12 @@ async function build(options: ServerOptions, resolved: ReturnType<typeof resolve
 
   await app.register(websocket, {
     // The plugin's types want the ws module's namespace-like class; ws itself takes any subclass.
-    options: { maxPayload: resolved.limits.maxMessageBytes, WebSocket: LimitedWebSocket as unknown as WsClass },
+    options: {
+      maxPayload: resolved.limits.maxMessageBytes,
+      // A peer that never answers our close frame (asleep, gone) must not hold up a shutdown.
+      closeTimeout: 1_000,
+      WebSocket: LimitedWebSocket as unknown as WsClass,
+    },
     preClose: async () => {
       clearInterval(heartbeat)
       await registry.flushAll()

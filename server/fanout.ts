@@ -22,7 +22,7 @@ export interface RoomChannel<M extends Member = Member> {
   join(member: M): void
   leave(member: M): void
   /** Delivers `frame` to every member but `except`. */
-  broadcast(frame: Uint8Array, except?: M | null): void
+  broadcast(frame: Uint8Array, except?: object | null): void
   readonly size: number
   members(): IterableIterator<M>
   close(): void
@@ -43,7 +43,7 @@ class LocalChannel<M extends Member> implements RoomChannel<M> {
     this.#members.delete(member)
   }
 
-  broadcast(frame: Uint8Array, except?: M | null): void {
+  broadcast(frame: Uint8Array, except?: object | null): void {
     for (const member of this.#members) {
       if (member !== except) member.send(frame)
     }

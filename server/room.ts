@@ -16,14 +16,26 @@ import { encodeFrame, writeAwareness, writeUpdate } from '../protocol/messages.t
 import type { Member, RoomChannel, Fanout } from './fanout.ts'
 import type { Metrics } from './metrics.ts'
 import { Presence, type PresenceLimits, type PresenceResult } from './presence.ts'
-import type { DocumentStore } from './store/types.ts'
+import type { Actor } from './session.ts'
+import type { DocumentStore, WriteRecord } from './store/types.ts'
+
+/** Whoever wrote an update: a connection, or a service (a REST write). */
+export interface Writer {
+  readonly actor: Actor
+  /** `count` more of this writer's writes are stored. */
+  acknowledge(count: number): void
+  /** The store failed; this writer's writes are not saved yet (they are retried). */
+  writeDelayed(): void
+}
 
 /** A connection as the room sees it. */
-export interface RoomMember extends Member {
-  /** `count` more of this member's writes are stored. */
-  acknowledge(count: number): void
-  /** The store failed; this member's writes are not saved yet (they are retried). */
-  writeDelayed(): void
+export interface RoomMember extends Member, Writer {}
+
+/** What one writer put into the batch being stored, for its acknowledgement and the history. */
+interface Contribution {
+  writes: number
+  bytes: number
+  readonly clientIDs: Set<number>
 }
 
 export interface RoomDeps {
@@ -34,6 +46,9 @@ export interface RoomDeps {
   readonly compactAfterRecords: number
   readonly presenceLimits: PresenceLimits
 }
+
+/** The origin of updates that other processes' rooms stored (fan-out across processes). */
+const REMOTE = Symbol('remote')
 
 /** The V1 update with no structs and no deletions. */
 const isEmptyUpdate = (update: Uint8Array): boolean => update.length === 2 && update[0] === 0 && update[1] === 0
@@ -56,14 +71,20 @@ export class Room {
 
   // Broadcast batch of the current turn; origin is the single writer, or null when mixed.
   #batch: Uint8Array[] = []
-  #batchOrigin: RoomMember | null = null
+  #batchOrigin: Writer | null = null
   #batchTimer: NodeJS.Immediate | null = null
 
   // Store queue: updates not yet handed to the store, and whose they are.
   #queue: Uint8Array[] = []
-  #queueWriters = new Map<RoomMember, number>()
+  #queueWriters = new Map<Writer, Contribution>()
   #storing: Promise<void> | null = null
   #closed = false
+  // Writes queued for the store so far, and how many of them are stored: flush() waits for the
+  // first count as it was when called, so writes that keep arriving cannot hold it up.
+  #queuedCount = 0
+  #takenCount = 0
+  #storedCount = 0
+  #flushWaiters: { target: number; resolve: () => void }[] = []
 
   private constructor(id: string, doc: Y.Doc, stored: { firstSeq: number; lastSeq: number }, deps: RoomDeps) {
     this.id = id
@@ -116,14 +137,14 @@ export class Room {
   }
 
   /**
-   * Applies a validated update written by `origin` (null: a service write) and queues it for the
-   * fan-out and the store. Throws if Yjs refuses it; nothing is then queued.
+   * Applies a validated update by `origin` (its Yjs clientIDs from validation) and queues it for
+   * the fan-out and the store. Throws if Yjs refuses it; nothing is then queued.
    */
-  applyUpdate(update: Uint8Array, origin: RoomMember | null): void {
+  applyUpdate(update: Uint8Array, origin: Writer, clientIDs: readonly number[]): void {
     if (isEmptyUpdate(update)) {
       // Nothing to apply, relay or store (a reconnecting client's step 2 often is this), but the
       // writer still counts it, so it is acknowledged in order with its other writes.
-      if (origin !== null) this.#countWrite(origin)
+      this.#contribute(origin, 0, clientIDs)
       this.#kickStore()
       return
     }
@@ -137,12 +158,20 @@ export class Room {
     else this.#batchTimer ??= setImmediate(() => this.#flushBroadcast())
 
     this.#queue.push(update)
-    if (origin !== null) this.#countWrite(origin)
+    this.#contribute(origin, update.length, clientIDs)
     this.#kickStore()
   }
 
-  #countWrite(origin: RoomMember): void {
-    this.#queueWriters.set(origin, (this.#queueWriters.get(origin) ?? 0) + 1)
+  #contribute(origin: Writer, bytes: number, clientIDs: readonly number[]): void {
+    let contribution = this.#queueWriters.get(origin)
+    if (contribution === undefined) {
+      contribution = { writes: 0, bytes: 0, clientIDs: new Set() }
+      this.#queueWriters.set(origin, contribution)
+    }
+    contribution.writes++
+    contribution.bytes += bytes
+    for (const id of clientIDs) contribution.clientIDs.add(id)
+    this.#queuedCount++
   }
 
   /** Applies awareness entries from `member` and relays what it may set. */
@@ -157,10 +186,22 @@ export class Room {
     return result
   }
 
-  /** Resolves once every write applied so far is stored. */
-  async flush(): Promise<void> {
+  /** Resolves once every write applied so far is stored (not the ones that arrive meanwhile). */
+  flush(): Promise<void> {
     this.#flushBroadcast()
-    while (this.#storing !== null) await this.#storing
+    const target = this.#queuedCount
+    if (this.#storedCount >= target) return Promise.resolve()
+    return new Promise((resolve) => this.#flushWaiters.push({ target, resolve }))
+  }
+
+  #settleFlushes(): void {
+    if (this.#flushWaiters.length === 0) return
+    const waiting = this.#flushWaiters
+    this.#flushWaiters = []
+    for (const waiter of waiting) {
+      if (this.#storedCount >= waiter.target) waiter.resolve()
+      else this.#flushWaiters.push(waiter)
+    }
   }
 
   /** Flushes, compacts a multi-record log so the next load reads one record, and frees the doc. */
@@ -174,7 +215,7 @@ export class Room {
   }
 
   #applyRemote(update: Uint8Array): void {
-    Y.applyUpdate(this.doc, update, null)
+    Y.applyUpdate(this.doc, update, REMOTE)
     this.#channel.broadcast(encodeFrame(writeUpdate, update))
   }
 
@@ -212,13 +253,16 @@ export class Room {
   async #storeLoop(): Promise<void> {
     // Let the rest of this turn's writes join the first append.
     await Promise.resolve()
-    while (this.#queue.length > 0 || this.#queueWriters.size > 0 || this.#needsCompaction()) {
-      if (this.#queue.length === 0 && this.#queueWriters.size === 0) {
-        await this.#compact()
+    for (;;) {
+      if (this.#queueWriters.size === 0) {
+        // Idle: compact if the log is long. A failed compaction waits for the next write.
+        if (!this.#needsCompaction() || !(await this.#compact())) return
         continue
       }
       const updates = this.#queue
       const writers = this.#queueWriters
+      const taken = this.#queuedCount - this.#takenCount
+      this.#takenCount = this.#queuedCount
       this.#queue = []
       this.#queueWriters = new Map()
       const records: Uint8Array[] = []
@@ -228,18 +272,26 @@ export class Room {
       }
       if (records.length > 0) {
         const firstSeq = this.#lastSeq + 1
-        await this.#retry('append', writers, () => this.#deps.store.append(this.id, firstSeq, records))
+        const at = Date.now()
+        const history: WriteRecord[] = []
+        for (const [writer, c] of writers) {
+          if (c.bytes > 0) history.push({ actor: writer.actor, at, writes: c.writes, bytes: c.bytes, clientIDs: [...c.clientIDs] })
+        }
+        await this.#retry(writers, () => this.#deps.store.append(this.id, firstSeq, records, history))
         if (this.#firstSeq < 0) this.#firstSeq = firstSeq
         this.#lastSeq = firstSeq + records.length - 1
       }
-      for (const [writer, count] of writers) writer.acknowledge(count)
+      this.#storedCount += taken
+      for (const [writer, c] of writers) writer.acknowledge(c.writes)
+      this.#settleFlushes()
     }
   }
 
-  async #compact(): Promise<void> {
+  /** Replaces the stored log with one snapshot; says whether it worked. */
+  async #compact(): Promise<boolean> {
     const throughSeq = this.#lastSeq
     const fromSeq = this.#firstSeq
-    if (throughSeq <= fromSeq) return
+    if (throughSeq <= fromSeq) return true
     // The doc holds every stored record (and maybe newer, not yet stored writes: Yjs merges are
     // idempotent, so a snapshot that runs ahead of the log loses and duplicates nothing).
     const snapshot = Y.encodeStateAsUpdate(this.doc)
@@ -247,19 +299,21 @@ export class Room {
       await this.#deps.metrics.timeStore('compact', () => this.#deps.store.compact(this.id, fromSeq, throughSeq, snapshot))
       this.#firstSeq = throughSeq
       this.#deps.metrics.compactions++
+      return true
     } catch (err) {
-      // The log is intact (the batch is atomic); compaction is tried again on the next write.
+      // The log is intact (the batch is atomic); compaction is tried again after the next write.
       this.#deps.metrics.storeErrors++
       this.#deps.log.error({ err, roomId: this.id }, 'compaction failed')
+      return false
     }
   }
 
   /** Runs a store write until it succeeds, backing off; writers hear that their writes wait. */
-  async #retry(op: 'append', writers: Map<RoomMember, number>, run: () => Promise<void>): Promise<void> {
+  async #retry(writers: Map<Writer, Contribution>, run: () => Promise<void>): Promise<void> {
     let delay = RETRY_MIN_MS
     for (;;) {
       try {
-        await this.#deps.metrics.timeStore(op, run)
+        await this.#deps.metrics.timeStore('append', run)
         return
       } catch (err) {
         this.#deps.metrics.storeErrors++

@@ -7,8 +7,21 @@
 import { mkdir } from 'node:fs/promises'
 import { Level } from 'level'
 import type { BatchOperation } from 'level'
-import type { DocumentStore, StoredDocument } from './types.ts'
-import { SCHEMA_VERSION, VERSION_KEY, decodeSeq, recordKey, roomRange } from './keys.ts'
+import type { ListRoomsOptions, RoomRecord, Store, StoredDocument, WriteRecord } from './types.ts'
+import {
+  KIND_REVOCATION,
+  KIND_ROOM,
+  SCHEMA_VERSION,
+  VERSION_KEY,
+  decodeName,
+  decodeSeq,
+  historyKey,
+  historyRange,
+  kindRange,
+  namedKey,
+  recordKey,
+  roomRange,
+} from './keys.ts'
 
 type Db = Level<Uint8Array, Uint8Array>
 type Op = BatchOperation<Db, Uint8Array, Uint8Array>
@@ -46,7 +59,7 @@ export async function openLevelStore(dir: string, options: LevelStoreOptions = {
   return new LevelStore(db, options.sync ?? false)
 }
 
-export class LevelStore implements DocumentStore {
+export class LevelStore implements Store {
   #closed = false
 
   constructor(
@@ -66,12 +79,13 @@ export class LevelStore implements DocumentStore {
     return { updates, firstSeq, lastSeq }
   }
 
-  async append(roomId: string, firstSeq: number, updates: readonly Uint8Array[]): Promise<void> {
-    if (updates.length === 1) {
+  async append(roomId: string, firstSeq: number, updates: readonly Uint8Array[], writes: readonly WriteRecord[] = []): Promise<void> {
+    if (updates.length === 1 && writes.length === 0) {
       await this.db.put(recordKey(roomId, firstSeq), updates[0]!, { sync: this.sync })
       return
     }
     const ops: Op[] = updates.map((value, i) => ({ type: 'put', key: recordKey(roomId, firstSeq + i), value }))
+    writes.forEach((write, i) => ops.push({ type: 'put', key: historyKey(roomId, firstSeq, i), value: json(write) }))
     await this.db.batch(ops, { sync: this.sync })
   }
 
@@ -90,6 +104,52 @@ export class LevelStore implements DocumentStore {
     const ops: Op[] = []
     for await (const key of this.db.keys(roomRange(roomId))) ops.push({ type: 'del', key })
     if (ops.length > 0) await this.db.batch(ops, { sync: this.sync })
+  }
+
+  async getRoom(roomId: string): Promise<RoomRecord | null> {
+    const value = await this.db.get(namedKey(KIND_ROOM, roomId))
+    return value === undefined ? null : parse<RoomRecord>(value)
+  }
+
+  async putRoom(record: RoomRecord): Promise<void> {
+    await this.db.put(namedKey(KIND_ROOM, record.id), json(record), { sync: this.sync })
+  }
+
+  async deleteRoom(roomId: string): Promise<void> {
+    const ops: Op[] = [{ type: 'del', key: namedKey(KIND_ROOM, roomId) }]
+    for await (const key of this.db.keys(roomRange(roomId))) ops.push({ type: 'del', key })
+    for await (const key of this.db.keys(historyRange(roomId))) ops.push({ type: 'del', key })
+    await this.db.batch(ops, { sync: this.sync })
+  }
+
+  async listRooms({ prefix = '', startingAfter, limit }: ListRoomsOptions): Promise<RoomRecord[]> {
+    const all = kindRange(KIND_ROOM)
+    const from = startingAfter !== undefined && startingAfter >= prefix ? { gt: namedKey(KIND_ROOM, startingAfter) } : { gte: namedKey(KIND_ROOM, prefix) }
+    const rooms: RoomRecord[] = []
+    for await (const [key, value] of this.db.iterator({ ...from, lt: all.lt })) {
+      if (!decodeName(key).startsWith(prefix)) break
+      rooms.push(parse<RoomRecord>(value))
+      if (rooms.length >= limit) break
+    }
+    return rooms
+  }
+
+  async history(roomId: string, limit: number): Promise<WriteRecord[]> {
+    const entries: WriteRecord[] = []
+    for await (const value of this.db.values({ ...historyRange(roomId), reverse: true, limit })) entries.push(parse<WriteRecord>(value))
+    return entries
+  }
+
+  async revoke(userId: string, roomId: string | null, at: number): Promise<void> {
+    await this.db.put(namedKey(KIND_REVOCATION, `${userId}\u0000${roomId ?? ''}`), json(at), { sync: this.sync })
+  }
+
+  async revokedAt(userId: string, roomId: string): Promise<number> {
+    const [everywhere, here] = await this.db.getMany([
+      namedKey(KIND_REVOCATION, `${userId}\u0000`),
+      namedKey(KIND_REVOCATION, `${userId}\u0000${roomId}`),
+    ])
+    return Math.max(everywhere === undefined ? 0 : parse<number>(everywhere), here === undefined ? 0 : parse<number>(here))
   }
 
   async countRecords(roomId: string): Promise<number> {
@@ -129,3 +189,8 @@ function describe(err: unknown): string {
   if (!(err instanceof Error)) return String(err)
   return err.cause instanceof Error ? `${err.message}: ${err.cause.message}` : err.message
 }
+
+const textEncoder = new TextEncoder()
+const textDecoder = new TextDecoder()
+const json = (value: unknown): Uint8Array => textEncoder.encode(JSON.stringify(value))
+const parse = <T>(bytes: Uint8Array): T => JSON.parse(textDecoder.decode(bytes)) as T

@@ -10,6 +10,9 @@
  * and only grow.
  */
 
+import type { Permission } from '../../protocol/permissions.ts'
+import type { Actor } from '../session.ts'
+
 export interface StoredDocument {
   /** The stored updates, in sequence order. */
   readonly updates: Uint8Array[]
@@ -25,9 +28,10 @@ export interface DocumentStore {
   /**
    * Stores `updates` as records `firstSeq`, `firstSeq + 1`, ... in one atomic batch (a group commit).
    * Resolves once LevelDB has them (in its log: survives a process crash; with `sync` on, also a
-   * power loss). Rejects on a storage failure; nothing is then acknowledged.
+   * power loss). Rejects on a storage failure; nothing is then acknowledged. `writes` are the
+   * history entries of these updates, stored in the same batch.
    */
-  append(roomId: string, firstSeq: number, updates: readonly Uint8Array[]): Promise<void>
+  append(roomId: string, firstSeq: number, updates: readonly Uint8Array[], writes?: readonly WriteRecord[]): Promise<void>
   /**
    * In one atomic batch, deletes the records `fromSeq..throughSeq` and stores `merged` under
    * `throughSeq`. `merged` must contain everything those records did.
@@ -39,3 +43,53 @@ export interface DocumentStore {
   countRecords(roomId: string): Promise<number>
   close(): Promise<void>
 }
+
+/** One entry of a room's write history: who wrote, when, how much. */
+export interface WriteRecord {
+  readonly actor: Actor
+  /** Milliseconds since the epoch when the batch was stored. */
+  readonly at: number
+  /** Write messages of this actor in the batch. */
+  readonly writes: number
+  /** Update bytes of this actor in the batch. */
+  readonly bytes: number
+  /** Yjs clientIDs whose structs the writes carried. */
+  readonly clientIDs: readonly number[]
+}
+
+/** A room's access control list and metadata, set only by the backend (REST). */
+export interface RoomRecord {
+  readonly id: string
+  readonly defaultAccesses: Permission[]
+  readonly usersAccesses: Record<string, Permission[]>
+  readonly groupsAccesses: Record<string, Permission[]>
+  readonly metadata: Record<string, string | string[]>
+  /** ISO 8601. */
+  readonly createdAt: string
+  readonly updatedAt: string
+}
+
+export interface ListRoomsOptions {
+  readonly prefix?: string
+  /** Room id after which the page starts. */
+  readonly startingAfter?: string
+  readonly limit: number
+}
+
+/** Rooms' ACL records, write history and user revocations. */
+export interface RoomStore {
+  getRoom(roomId: string): Promise<RoomRecord | null>
+  putRoom(record: RoomRecord): Promise<void>
+  /** Deletes a room's record, document and history in one atomic batch. */
+  deleteRoom(roomId: string): Promise<void>
+  listRooms(options: ListRoomsOptions): Promise<RoomRecord[]>
+  /** The newest `limit` history entries, newest first. */
+  history(roomId: string, limit: number): Promise<WriteRecord[]>
+  /** Refuses the user's tokens issued before `at` (in `roomId`, or everywhere when null). */
+  revoke(userId: string, roomId: string | null, at: number): Promise<void>
+  /** The latest revocation of a user that applies to `roomId`, or 0 when none. */
+  revokedAt(userId: string, roomId: string): Promise<number>
+}
+
+/** Everything the server keeps: one LevelDB implements both. */
+export interface Store extends DocumentStore, RoomStore {}
