@@ -5,6 +5,12 @@
  *
  * Ownership is the security rule here: the first connection to use a clientID owns it until it
  * closes; another connection may neither set nor remove that clientID's state (SPEC section 9).
+ *
+ * When an owner leaves, its states are removed at their current clock (as y-websocket-server does)
+ * and a tombstone remembers that clock. The stock client echoes every awareness change it sees, so
+ * echoes of a departed client must not claim its clientID: a removal of an unknown clientID claims
+ * nothing, and a state at or below the tombstone's clock is answered with the tombstone instead.
+ * y-protocols makes the genuine owner answer that by bumping its clock, which then claims it.
  */
 
 import { type AwarenessEntry, REMOVED_STATE } from '../protocol/awareness.ts'
@@ -23,11 +29,18 @@ export interface PresenceLimits {
 export interface PresenceResult {
   /** Entries to relay to the room (they changed something). */
   readonly accepted: AwarenessEntry[]
+  /** Entries to send back to the sender only: tombstones of clientIDs it tried to reclaim. */
+  readonly replies: AwarenessEntry[]
   /** Entries dropped because another connection owns the clientID or the owner is over its cap. */
   readonly forbidden: number
   /** Entries dropped because their state is oversized or not JSON. */
   readonly invalid: number
 }
+
+/** Clocks past this, or jumping further than MAX_CLOCK_STEP at once, are absurd (SPEC section 9). */
+const MAX_CLOCK = 2 ** 32
+const MAX_CLOCK_STEP = 2 ** 20
+const MAX_TOMBSTONES = 10_000
 
 const isJson = (text: string): boolean => {
   try {
@@ -41,6 +54,7 @@ const isJson = (text: string): boolean => {
 export class Presence<O> {
   readonly #records = new Map<number, Record<O>>()
   readonly #owned = new Map<O, Set<number>>()
+  readonly #tombstones = new Map<number, number>()
   readonly #limits: PresenceLimits
 
   constructor(limits: PresenceLimits) {
@@ -50,6 +64,7 @@ export class Presence<O> {
   /** Applies entries sent by `owner`, keeping y-protocols' clock rule, and says what to relay. */
   apply(owner: O, entries: readonly AwarenessEntry[]): PresenceResult {
     const accepted: AwarenessEntry[] = []
+    const replies: AwarenessEntry[] = []
     let forbidden = 0
     let invalid = 0
     for (const entry of entries) {
@@ -58,11 +73,23 @@ export class Presence<O> {
         forbidden++ // someone else's clientID: spoofing or removing another user's cursor
         continue
       }
-      if (entry.state.length > this.#limits.maxAwarenessStateBytes || !isJson(entry.state)) {
+      const removes = entry.state === REMOVED_STATE
+      if (
+        entry.clock > MAX_CLOCK ||
+        (record !== undefined && entry.clock - record.clock > MAX_CLOCK_STEP) ||
+        Buffer.byteLength(entry.state) > this.#limits.maxAwarenessStateBytes ||
+        (!removes && !isJson(entry.state))
+      ) {
         invalid++
         continue
       }
       if (record === undefined) {
+        if (removes) continue // an echo of a removal: claims nothing
+        const tombstone = this.#tombstones.get(entry.clientID)
+        if (tombstone !== undefined && entry.clock <= tombstone) {
+          replies.push({ clientID: entry.clientID, clock: tombstone, state: REMOVED_STATE })
+          continue
+        }
         const owned = this.#owned.get(owner) ?? new Set<number>()
         if (owned.size >= this.#limits.maxAwarenessClients) {
           forbidden++
@@ -70,18 +97,18 @@ export class Presence<O> {
         }
         owned.add(entry.clientID)
         this.#owned.set(owner, owned)
+        this.#tombstones.delete(entry.clientID)
         this.#records.set(entry.clientID, { owner, clock: entry.clock, state: entry.state })
         accepted.push(entry)
         continue
       }
-      const removes = entry.state === REMOVED_STATE
       if (record.clock < entry.clock || (record.clock === entry.clock && removes && record.state !== REMOVED_STATE)) {
         record.clock = entry.clock
         record.state = entry.state
         accepted.push(entry)
       }
     }
-    return { accepted, forbidden, invalid }
+    return { accepted, replies, forbidden, invalid }
   }
 
   /** Forgets everything `owner` set and returns the removals to relay. */
@@ -93,9 +120,11 @@ export class Presence<O> {
     for (const clientID of owned) {
       const record = this.#records.get(clientID)
       this.#records.delete(clientID)
-      if (record !== undefined && record.state !== REMOVED_STATE) {
-        removals.push({ clientID, clock: record.clock + 1, state: REMOVED_STATE })
-      }
+      if (record === undefined) continue
+      this.#tombstones.delete(clientID)
+      this.#tombstones.set(clientID, record.clock)
+      if (this.#tombstones.size > MAX_TOMBSTONES) this.#tombstones.delete(this.#tombstones.keys().next().value!)
+      if (record.state !== REMOVED_STATE) removals.push({ clientID, clock: record.clock, state: REMOVED_STATE })
     }
     return removals
   }

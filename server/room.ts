@@ -177,6 +177,7 @@ export class Room {
   /** Applies awareness entries from `member` and relays what it may set. */
   applyAwareness(member: RoomMember, frame: Uint8Array, entries: readonly AwarenessEntry[]): PresenceResult {
     const result = this.presence.apply(member, entries)
+    if (result.replies.length > 0) member.send(encodeFrame(writeAwareness, writeAwarenessUpdate(result.replies)))
     if (result.accepted.length === entries.length) {
       // Nothing was dropped: relay the frame as received, without re-encoding it.
       if (entries.length > 0) this.#channel.broadcast(frame, member)
@@ -204,6 +205,22 @@ export class Room {
     }
   }
 
+  /** Drops the room without storing anything more (it is being deleted); waits for a write in flight. */
+  async discard(): Promise<void> {
+    this.#closed = true
+    this.#queue = []
+    this.#queueWriters = new Map()
+    if (this.#batchTimer !== null) clearImmediate(this.#batchTimer)
+    this.#batchTimer = null
+    this.#batch = []
+    await this.#storing
+    // Nothing more will be stored: whoever waits for a flush has its answer (the room is gone).
+    for (const waiter of this.#flushWaiters) waiter.resolve()
+    this.#flushWaiters = []
+    this.#channel.close()
+    this.doc.destroy()
+  }
+
   /** Flushes, compacts a multi-record log so the next load reads one record, and frees the doc. */
   async close(): Promise<void> {
     if (this.#closed) return
@@ -217,6 +234,11 @@ export class Room {
   #applyRemote(update: Uint8Array): void {
     Y.applyUpdate(this.doc, update, REMOTE)
     this.#channel.broadcast(encodeFrame(writeUpdate, update))
+  }
+
+  /** Relays awareness entries the server decided on (removals of a member's states). */
+  relayAwareness(entries: readonly AwarenessEntry[], except: RoomMember | null): void {
+    this.#broadcastAwareness(entries, except)
   }
 
   #broadcastAwareness(entries: readonly AwarenessEntry[], except: RoomMember | null): void {
@@ -254,6 +276,7 @@ export class Room {
     // Let the rest of this turn's writes join the first append.
     await Promise.resolve()
     for (;;) {
+      if (this.#closed) return
       if (this.#queueWriters.size === 0) {
         // Idle: compact if the log is long. A failed compaction waits for the next write.
         if (!this.#needsCompaction() || !(await this.#compact())) return

@@ -71,7 +71,7 @@ describe('authenticate seam', () => {
   })
 
   it('the stock client gets permission-denied and stops reconnecting (final 44xx close)', async () => {
-    const server = await start({ allowAnonymous: false })
+    const server = await start({ allowAnonymous: false, authenticate: undefined })
     const peer = stockPeer(server.syncUrl, 'room')
     try {
       const [terminal] = await once<[{ code: number; reason: string }]>('the provider to stop for good', peer.provider, 'closed')
