@@ -21,11 +21,14 @@ export type Identity =
   | { readonly kind: 'user'; readonly userId: string; readonly groupIds: readonly string[] }
   | { readonly kind: 'anonymous' }
   | { readonly kind: 'access'; readonly perms: Readonly<Record<string, readonly Permission[]>> }
+  /** Permissions decided by a custom `authenticate`, whatever the ACL says. */
+  | { readonly kind: 'fixed'; readonly permissions: PermissionBits }
 
 const own = (record: Readonly<Record<string, readonly Permission[]>>, key: string): readonly Permission[] | undefined =>
   Object.hasOwn(record, key) ? record[key] : undefined
 
 export const resolvePermissions = (roomId: string, acl: RoomAccesses | null, identity: Identity): PermissionBits => {
+  if (identity.kind === 'fixed') return identity.permissions
   if (identity.kind === 'access') {
     // An access token carries its grants; patterns that match the room are unioned.
     let bits = 0

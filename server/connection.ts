@@ -17,6 +17,7 @@ import {
   type ClientMessage,
   decodeClientMessage,
   encodeFrame,
+  writeAccessChanged,
   writeAuthenticated,
   writeAwareness,
   writeError,
@@ -25,16 +26,22 @@ import {
   writeSyncStep1,
   writeSyncStep2,
 } from '../protocol/messages.ts'
-import { canRead, canWrite, canWritePresence } from '../protocol/permissions.ts'
+import { type PermissionBits, canRead, canWrite, canWritePresence } from '../protocol/permissions.ts'
+import type { AccessControl } from './access-control.ts'
 import type { Metrics } from './metrics.ts'
+import { TokenBucket } from './rate-limit.ts'
 import type { ResolvedOptions } from './options.ts'
 import type { Room, RoomMember } from './room.ts'
 import type { RoomRegistry } from './rooms.ts'
 import { type Actor, type Authenticate, type ConnectionRequest, type Credentials, type Session, isRefusal } from './session.ts'
+
+/** setTimeout's longest delay; longer expiries re-arm. */
+const MAX_TIMER_MS = 2 ** 31 - 1
 import { validateStateVector, validateUpdate } from './update-validator.ts'
 
 export interface ConnectionContext {
   readonly registry: RoomRegistry
+  readonly access: AccessControl
   readonly authenticate: Authenticate
   readonly options: ResolvedOptions
   readonly metrics: Metrics
@@ -76,6 +83,9 @@ export class Connection implements RoomMember {
   #lastSentAt = Date.now()
   #missedPongs = 0
   readonly #noticeAt = new Map<ErrorCode, number>()
+  #expiryTimer: NodeJS.Timeout | null = null
+  readonly #messageBudget: TokenBucket
+  readonly #byteBudget: TokenBucket
 
   constructor(socket: WebSocket, roomId: string, request: ConnectionRequest, queryToken: string | null, ctx: ConnectionContext) {
     this.#socket = socket
@@ -86,6 +96,10 @@ export class Connection implements RoomMember {
     this.#log = ctx.log.child({ connectionId: this.id, roomId })
     ctx.connections.add(this)
     ctx.metrics.connections.set(ctx.connections.size)
+    const { limits } = ctx.options
+    const now = Date.now()
+    this.#messageBudget = new TokenBucket(limits.messagesPerSecond, limits.messageBurst, now)
+    this.#byteBudget = new TokenBucket(limits.bytesPerSecond, limits.byteBurst, now)
 
     socket.on('message', (data, isBinary) => this.#onMessage(data, isBinary))
     socket.on('close', () => this.#teardown())
@@ -166,6 +180,10 @@ export class Connection implements RoomMember {
     this.#ctx.metrics.messagesIn++
     this.#ctx.metrics.bytesIn += frame.length
     try {
+      const now = Date.now()
+      if (!this.#messageBudget.take(1, now) || !this.#byteBudget.take(frame.length, now)) {
+        throw new TandemError('rate_limited', 'too many messages or bytes; slow down and reconnect later')
+      }
       if (!isBinary) throw new TandemError('malformed_message', 'text frames are not part of the protocol')
       const message = decodeClientMessage(frame)
       switch (this.#state) {
@@ -217,27 +235,36 @@ export class Connection implements RoomMember {
   async #authenticate(credentials: Credentials): Promise<void> {
     this.#state = 'authenticating'
     try {
-      const result = await this.#ctx.authenticate(credentials, this.#request)
+      const session = await this.#establish(credentials)
       if (this.#closed()) return
-      if (isRefusal(result)) throw new TandemError(result.refused, result.reason)
-      if (!canRead(result.permissions)) throw new TandemError('forbidden', 'no access to this room')
-      this.#session = {
-        connectionId: this.id,
-        actor: result.actor,
-        info: result.info ?? null,
-        permissions: result.permissions,
-        expiresAt: result.expiresAt ?? null,
-      }
+      this.#session = session
       this.#state = 'joining'
       const room = await this.#ctx.registry.acquire(this.roomId)
       if (this.#closed()) {
         this.#ctx.registry.released(room)
         return
       }
-      this.#open(room, this.#session)
+      this.#open(room, session)
     } catch (err) {
       this.#onError(err)
     }
+  }
+
+  /** Authenticates, then decides the session's permissions here; throws the refusal. */
+  async #establish(credentials: Credentials): Promise<Session> {
+    const grant = await this.#ctx.authenticate(credentials, this.#request)
+    if (isRefusal(grant)) throw new TandemError(grant.refused, grant.reason)
+    const base = {
+      connectionId: this.id,
+      actor: grant.actor,
+      info: grant.info ?? null,
+      expiresAt: grant.expiresAt ?? null,
+      identity: grant.identity ?? { kind: 'fixed' as const, permissions: grant.permissions },
+    }
+    const permissions = await this.#ctx.access.evaluate(this.roomId, base)
+    if (!canRead(permissions)) throw new TandemError('forbidden', 'no access to this room')
+    if (base.expiresAt !== null && base.expiresAt <= Date.now()) throw new TandemError('token_expired', 'the token has expired')
+    return { ...base, permissions }
   }
 
   #open(room: Room, session: Session): void {
@@ -246,6 +273,7 @@ export class Connection implements RoomMember {
     this.#state = 'open'
     if (this.#authTimer !== null) clearTimeout(this.#authTimer)
     this.#authTimer = null
+    this.#armExpiry(session.expiresAt)
 
     if (this.#mode === 'tandem') this.send(encodeFrame(writeAuthenticated, { ...session }))
     // A reader is not asked for its state: it may not write it (y-protocols, read-only users).
@@ -318,16 +346,71 @@ export class Connection implements RoomMember {
 
   async #reauthenticate(token: string | null): Promise<void> {
     try {
-      const result = await this.#ctx.authenticate({ roomId: this.roomId, token, via: 'tandem' }, this.#request)
-      const session = this.#session
-      if (this.#state !== 'open' || session === null) return
-      if (isRefusal(result)) throw new TandemError(result.refused, result.reason)
-      if (!canRead(result.permissions)) throw new TandemError('forbidden', 'no access to this room')
-      this.#session = { ...session, actor: result.actor, info: result.info ?? null, permissions: result.permissions, expiresAt: result.expiresAt ?? null }
-      this.send(encodeFrame(writeAuthenticated, { ...this.#session }))
+      const session = await this.#establish({ roomId: this.roomId, token, via: 'tandem' })
+      const room = this.#room
+      if (this.#state !== 'open' || room === null) return
+      const hadWrite = canWrite(this.#session!.permissions)
+      this.#session = session
+      this.#armExpiry(session.expiresAt)
+      this.send(encodeFrame(writeAuthenticated, { ...session }))
+      if (!hadWrite && canWrite(session.permissions)) this.send(encodeFrame(writeSyncStep1, Y.encodeStateVector(room.doc)))
     } catch (err) {
       this.#onError(err)
     }
+  }
+
+  /**
+   * Applies permissions recomputed after an access change: without read the session is revoked;
+   * otherwise the client hears `access-changed`, and losing write takes effect with this call.
+   */
+  setPermissions(permissions: PermissionBits): void {
+    const session = this.#session
+    const room = this.#room
+    if (this.#state !== 'open' || session === null || room === null) return
+    if (!canRead(permissions)) {
+      this.end(new TandemError('revoked', 'access to this room was removed'))
+      return
+    }
+    if (permissions === session.permissions) return
+    const gainsWrite = !canWrite(session.permissions) && canWrite(permissions)
+    session.permissions = permissions
+    if (this.#mode === 'tandem') this.send(encodeFrame(writeAccessChanged, permissions))
+    // A reader that may now write is asked for what it has, as a writer is on joining.
+    if (gainsWrite) this.send(encodeFrame(writeSyncStep1, Y.encodeStateVector(room.doc)))
+    if (!canWritePresence(permissions)) {
+      const removals = room.presence.removeOwner(this)
+      if (removals.length > 0) room.relayAwareness(removals, this)
+    }
+  }
+
+  /** Ends the session with a coded error: told to the client, then closed with the code's close code. */
+  end(error: TandemError, closeCode?: number): void {
+    this.#fail(error, closeCode)
+  }
+
+  /** At expiry, asks a Tandem client for a fresh token and gives it a grace period; a stock client cannot refresh. */
+  #armExpiry(expiresAt: number | null): void {
+    if (this.#expiryTimer !== null) clearTimeout(this.#expiryTimer)
+    this.#expiryTimer = null
+    if (expiresAt === null) return
+    const fire = (): void => {
+      const left = expiresAt - Date.now()
+      if (left > 0) {
+        this.#expiryTimer = setTimeout(fire, Math.min(left, MAX_TIMER_MS))
+        return
+      }
+      if (this.#mode !== 'tandem') {
+        this.end(new TandemError('token_expired', 'the token has expired'))
+        return
+      }
+      this.#noticeAt.delete('token_expired')
+      this.#notice('token_expired', 'the token has expired: send a fresh one')
+      this.#expiryTimer = setTimeout(
+        () => this.end(new TandemError('token_expired', 'the token expired and no fresh one arrived')),
+        this.#ctx.options.limits.tokenRefreshGraceMs,
+      )
+    }
+    this.#expiryTimer = setTimeout(fire, Math.min(Math.max(0, expiresAt - Date.now()), MAX_TIMER_MS))
   }
 
   /** Tells a Tandem client about a refused message, at most once a second per code. */
@@ -357,6 +440,8 @@ export class Connection implements RoomMember {
     this.#state = 'closed'
     if (this.#authTimer !== null) clearTimeout(this.#authTimer)
     this.#authTimer = null
+    if (this.#expiryTimer !== null) clearTimeout(this.#expiryTimer)
+    this.#expiryTimer = null
     this.#queue = []
     this.#ctx.connections.delete(this)
     this.#ctx.metrics.connections.set(this.#ctx.connections.size)

@@ -10,22 +10,25 @@
 import websocket, { type WebsocketPluginOptions } from '@fastify/websocket'
 import Fastify, { type FastifyInstance, type FastifyRequest, type FastifyServerOptions } from 'fastify'
 import { CloseCode } from '../protocol/errors.ts'
-import { anonymousAuthenticate } from './anonymous-auth.ts'
+import { AccessControl } from './access-control.ts'
+import { builtInAuthenticate } from './authenticator.ts'
 import { Connection, type ConnectionContext } from './connection.ts'
 import { type Fanout, LocalFanout } from './fanout.ts'
 import { LimitedWebSocket } from './limited-socket.ts'
 import { Metrics } from './metrics.ts'
 import { type ServerOptions, resolveOptions } from './options.ts'
+import { errorHandler, restApi } from './rest/index.ts'
 import { RoomRegistry } from './rooms.ts'
 import { isValidRoomId } from './store/keys.ts'
 import { openLevelStore } from './store/level-store.ts'
-import type { DocumentStore } from './store/types.ts'
+import type { Store } from './store/types.ts'
+import { TokenVerifier } from './tokens.ts'
 
 type WsClass = NonNullable<WebsocketPluginOptions['options']>['WebSocket']
 
 /** What a running server exposes to the app that embeds it (and to tests). */
 export interface TandemRuntime {
-  readonly store: DocumentStore
+  readonly store: Store
   readonly registry: RoomRegistry
   readonly metrics: Metrics
   readonly connections: ReadonlySet<Connection>
@@ -64,8 +67,10 @@ export async function createServer(options: ServerOptions): Promise<FastifyInsta
   }
 }
 
-async function build(options: ServerOptions, resolved: ReturnType<typeof resolveOptions>, store: DocumentStore): Promise<FastifyInstance> {
-  const app = Fastify({ ...loggerOptions(options), return503OnClosing: true })
+async function build(options: ServerOptions, resolved: ReturnType<typeof resolveOptions>, store: Store): Promise<FastifyInstance> {
+  const app = Fastify({ ...loggerOptions(options), return503OnClosing: true, requestTimeout: 30_000 })
+  app.setErrorHandler(errorHandler)
+  app.setNotFoundHandler((request, reply) => reply.code(404).send({ error: 'invalid_request', message: `no route ${request.method} ${request.url.split('?')[0]}` }))
   const metrics = new Metrics()
   const fanout: Fanout = new LocalFanout()
   const registry = new RoomRegistry(
@@ -80,9 +85,15 @@ async function build(options: ServerOptions, resolved: ReturnType<typeof resolve
     resolved.idleUnloadMs,
   )
   const connections = new Set<Connection>()
+  const verifier = new TokenVerifier({ secret: resolved.secret, ...options.jwt })
+  const access = new AccessControl(store, options.authorize, connections, app.log)
+  const authenticate =
+    options.authenticate ??
+    builtInAuthenticate({ verifier, store, allowAnonymous: resolved.allowAnonymous, trustIdentityHeaders: resolved.trustIdentityHeaders })
   const context: ConnectionContext = {
     registry,
-    authenticate: options.authenticate ?? anonymousAuthenticate(resolved.allowAnonymous),
+    access,
+    authenticate,
     options: resolved,
     metrics,
     log: app.log,
@@ -96,14 +107,16 @@ async function build(options: ServerOptions, resolved: ReturnType<typeof resolve
   }, resolved.keepaliveMs / 2)
   heartbeat.unref()
 
-  await app.register(websocket, {
+  const wsOptions = {
+    maxPayload: resolved.limits.maxMessageBytes,
+    // A peer that never answers our close frame (asleep, gone) must not hold up a shutdown
+    // (ws 8.23 option, not yet in @types/ws).
+    closeTimeout: 1_000,
     // The plugin's types want the ws module's namespace-like class; ws itself takes any subclass.
-    options: {
-      maxPayload: resolved.limits.maxMessageBytes,
-      // A peer that never answers our close frame (asleep, gone) must not hold up a shutdown.
-      closeTimeout: 1_000,
-      WebSocket: LimitedWebSocket as unknown as WsClass,
-    },
+    WebSocket: LimitedWebSocket as unknown as WsClass,
+  }
+  await app.register(websocket, {
+    options: wsOptions,
     preClose: async () => {
       clearInterval(heartbeat)
       await registry.flushAll()
@@ -113,6 +126,16 @@ async function build(options: ServerOptions, resolved: ReturnType<typeof resolve
   })
   app.addHook('onClose', async () => {
     await store.close()
+  })
+
+  await app.register(restApi, {
+    secret: resolved.secret,
+    store,
+    registry,
+    access,
+    connections,
+    requestsPerMinute: resolved.limits.restRequestsPerMinute,
+    bodyLimit: resolved.limits.maxMessageBytes,
   })
 
   app.get('/healthz', async () => ({ status: 'ok', rooms: registry.size, connections: connections.size }))

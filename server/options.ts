@@ -4,8 +4,8 @@
  */
 
 import type { FastifyBaseLogger } from 'fastify'
-import type { Authenticate } from './session.ts'
-import type { DocumentStore } from './store/types.ts'
+import type { Authenticate, Authorize } from './session.ts'
+import type { Store } from './store/types.ts'
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
 
@@ -20,6 +20,16 @@ export interface Limits {
   authTimeoutMs: number
   /** Bytes a connection's socket may hold unsent before it is closed as a slow reader (1013). */
   maxBufferedBytes: number
+  /** Messages a connection may send per second, sustained, and in a burst (past them: 4529). */
+  messagesPerSecond: number
+  messageBurst: number
+  /** Bytes a connection may send per second, sustained, and in a burst (past them: 4529). */
+  bytesPerSecond: number
+  byteBurst: number
+  /** Time a session has to send a fresh token after its token expired (4401 after). */
+  tokenRefreshGraceMs: number
+  /** REST requests one IP may make per minute (429 after). */
+  restRequestsPerMinute: number
   /** Awareness entries one connection may own. */
   maxAwarenessClients: number
   /** Largest JSON state of one awareness entry, in bytes. */
@@ -32,6 +42,12 @@ export const DEFAULT_LIMITS: Readonly<Limits> = {
   preAuthMaxBytes: 8 * 1024 * 1024,
   authTimeoutMs: 10_000,
   maxBufferedBytes: 16 * 1024 * 1024,
+  messagesPerSecond: 1_000,
+  messageBurst: 10_000,
+  bytesPerSecond: 4 * 1024 * 1024,
+  byteBurst: 32 * 1024 * 1024,
+  tokenRefreshGraceMs: 15_000,
+  restRequestsPerMinute: 1_200,
   maxAwarenessClients: 4,
   maxAwarenessStateBytes: 64 * 1024,
 }
@@ -40,15 +56,21 @@ export interface ServerOptions {
   /** LevelDB directory; ignored when `store` is given. */
   dataDir?: string
   /** A document store to use instead of opening LevelDB at `dataDir` (the server closes it). */
-  store?: DocumentStore
+  store?: Store
   /** Server secret (signs tokens, authenticates REST). Never logged. */
   secret: string
   /** Let clients without credentials in, as anonymous writers. Off by default. */
   allowAnonymous?: boolean
   /** Accept the stock y-websocket client's `?token=` query parameter. Off by default. */
   yWebsocketCompat?: boolean
-  /** Custom identity: replaces the built-in authentication. */
+  /** Trust `x-user-id`, `x-group-ids`, `x-tenant-id` from a gateway in front of the server. Off by default. */
+  trustIdentityHeaders?: boolean
+  /** Custom identity: replaces the built-in token / anonymous authentication. */
   authenticate?: Authenticate
+  /** Custom rules, run after the ACL decided, once per session and on every re-evaluation. */
+  authorize?: Authorize
+  /** Tokens from an external identity provider (Tandem's own HS256 tokens are always accepted). */
+  jwt?: { jwksUrl?: string; publicKeyPem?: string; issuer?: string; audience?: string; groupsClaim?: string }
   /** Have LevelDB fsync every acknowledged write (survives power loss, not only a crash). */
   syncWrites?: boolean
   /** How long a room with no connections stays loaded, after its writes are flushed. */
@@ -67,6 +89,7 @@ export interface ResolvedOptions {
   readonly secret: string
   readonly allowAnonymous: boolean
   readonly yWebsocketCompat: boolean
+  readonly trustIdentityHeaders: boolean
   readonly syncWrites: boolean
   readonly idleUnloadMs: number
   readonly keepaliveMs: number
@@ -78,6 +101,7 @@ export const resolveOptions = (options: ServerOptions): ResolvedOptions => ({
   secret: options.secret,
   allowAnonymous: options.allowAnonymous ?? false,
   yWebsocketCompat: options.yWebsocketCompat ?? false,
+  trustIdentityHeaders: options.trustIdentityHeaders ?? false,
   syncWrites: options.syncWrites ?? false,
   idleUnloadMs: options.idleUnloadMs ?? 10_000,
   keepaliveMs: options.keepaliveMs ?? 15_000,

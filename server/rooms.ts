@@ -100,6 +100,19 @@ export class RoomRegistry {
     await Promise.all(this.#unloading.values())
   }
 
+  /** Drops a room from memory without storing it (its document is being deleted). */
+  async discard(roomId: string): Promise<void> {
+    await this.#loading.get(roomId)?.catch(() => undefined)
+    await this.#unloading.get(roomId)
+    const room = this.#rooms.get(roomId)
+    if (room === undefined) return
+    this.#cancelIdle(room)
+    this.#rooms.delete(roomId)
+    this.#deps.metrics.roomsLoaded.set(this.#rooms.size)
+    await room.discard()
+    this.events.emit('unloaded', roomId)
+  }
+
   #cancelIdle(room: Room): void {
     const timer = this.#idleTimers.get(room)
     if (timer !== undefined) {

@@ -11,6 +11,8 @@
 import type { IncomingHttpHeaders } from 'node:http'
 import type { ErrorCode } from '../protocol/errors.ts'
 import type { PermissionBits } from '../protocol/permissions.ts'
+import type { Identity } from './access.ts'
+import type { RoomRecord } from './store/types.ts'
 
 export type Actor =
   | { readonly kind: 'user'; readonly userId: string; readonly sessionId?: string; readonly tenantId?: string }
@@ -27,6 +29,8 @@ export interface Session {
   permissions: PermissionBits
   /** When the credentials expire (ms since epoch), or null for sessions that do not. */
   readonly expiresAt: number | null
+  /** What the session's permissions are derived from, re-read whenever the room's access changes. */
+  readonly identity: Identity
 }
 
 export interface Credentials {
@@ -43,17 +47,33 @@ export interface ConnectionRequest {
   readonly headers: IncomingHttpHeaders
 }
 
-export interface SessionGrant {
+/**
+ * Who the client is. Its permissions come from `identity` and the room's ACL (SPEC section 3), or,
+ * when `permissions` is given instead, from the grant alone (a custom rule that needs no ACL).
+ * Either way the `authorize` option, when set, has the last word.
+ */
+export type SessionGrant = {
   readonly actor: Actor
   readonly info?: unknown
-  readonly permissions: PermissionBits
   readonly expiresAt?: number | null
-}
+} & ({ readonly identity: Identity; readonly permissions?: undefined } | { readonly permissions: PermissionBits; readonly identity?: undefined })
 
 export interface Refusal {
-  readonly refused: Extract<ErrorCode, 'unauthorized' | 'token_expired' | 'forbidden' | 'room_not_found'>
+  readonly refused: Extract<ErrorCode, 'unauthorized' | 'token_expired' | 'forbidden' | 'revoked' | 'room_not_found'>
   readonly reason: string
 }
+
+/** The room as `authorize` sees it: its id and its ACL record (null when it has none). */
+export interface RoomView {
+  readonly id: string
+  readonly record: RoomRecord | null
+}
+
+/** Custom rules (plan checks, ownership) run once per session and on every re-evaluation. */
+export type Authorize = (
+  session: Session,
+  room: RoomView,
+) => PermissionBits | { readonly denied: true; readonly reason: string } | Promise<PermissionBits | { readonly denied: true; readonly reason: string }>
 
 export type AuthResult = SessionGrant | Refusal
 

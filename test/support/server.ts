@@ -6,6 +6,9 @@ import { join } from 'node:path'
 import type { FastifyInstance } from 'fastify'
 import { createServer } from '../../server/create-server.ts'
 import type { ServerOptions } from '../../server/options.ts'
+import type { Authenticate } from '../../server/session.ts'
+import { PermissionBit } from '../../protocol/permissions.ts'
+import { randomUUID } from 'node:crypto'
 
 export const TEST_SECRET = 'test-secret-that-is-long-enough-0123456789'
 
@@ -24,10 +27,17 @@ export interface TestServer {
   destroy(): Promise<void>
 }
 
+/** For tests about syncing, not access: every client is an anonymous writer, whatever the ACL. */
+export const openAccess: Authenticate = () => ({
+  actor: { kind: 'anonymous', sessionId: randomUUID() },
+  permissions: PermissionBit.read | PermissionBit.presence | PermissionBit.write,
+})
+
 export const makeDataDir = (): string => mkdtempSync(join(tmpdir(), 'tandem-test-'))
 
 export async function startServer(options: Partial<ServerOptions> = {}, dataDir = makeDataDir(), port = 0): Promise<TestServer> {
-  const app = await createServer({ secret: TEST_SECRET, logLevel: 'silent', allowAnonymous: true, ...options, dataDir })
+  // `authenticate: undefined` in `options` selects the built-in token authentication.
+  const app = await createServer({ secret: TEST_SECRET, logLevel: 'silent', authenticate: openAccess, ...options, dataDir })
   await app.listen({ host: '127.0.0.1', port })
   const address = app.server.address()
   const bound = typeof address === 'object' && address !== null ? address.port : port

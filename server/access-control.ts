@@ -1,0 +1,74 @@
+/**
+ * Access control at run time: computes a session's permissions in a room (ACL precedence, then the
+ * app's `authorize` rule), and re-evaluates live sessions when a room's ACL changes, a user is
+ * revoked or a room is deleted. This is the only place that turns ACL changes into what connected
+ * clients see: `access_changed`, write lost at once, or a close with 4403 / 4404.
+ */
+
+import type { FastifyBaseLogger } from 'fastify'
+import { CloseCode, TandemError } from '../protocol/errors.ts'
+import type { PermissionBits } from '../protocol/permissions.ts'
+import { resolvePermissions } from './access.ts'
+import type { Connection } from './connection.ts'
+import type { Authorize, Session } from './session.ts'
+import type { RoomStore } from './store/types.ts'
+
+export class AccessControl {
+  readonly #store: RoomStore
+  readonly #authorize: Authorize | undefined
+  readonly #connections: ReadonlySet<Connection>
+  readonly #log: FastifyBaseLogger
+
+  constructor(store: RoomStore, authorize: Authorize | undefined, connections: ReadonlySet<Connection>, log: FastifyBaseLogger) {
+    this.#store = store
+    this.#authorize = authorize
+    this.#connections = connections
+    this.#log = log
+  }
+
+  /** The session's permissions in `roomId`; throws `forbidden` when `authorize` denies. */
+  async evaluate(roomId: string, session: Omit<Session, 'permissions'>): Promise<PermissionBits> {
+    const record = await this.#store.getRoom(roomId)
+    const permissions = resolvePermissions(roomId, record, session.identity)
+    if (this.#authorize === undefined) return permissions
+    const decided = await this.#authorize({ ...session, permissions }, { id: roomId, record })
+    if (typeof decided === 'number') return decided
+    throw new TandemError('forbidden', decided.reason)
+  }
+
+  /** Re-evaluates every live session in a room after its ACL changed. */
+  async roomChanged(roomId: string): Promise<void> {
+    await Promise.all(
+      [...this.#connections].filter((c) => c.roomId === roomId && c.isOpen).map(async (connection) => {
+        const session = connection.session!
+        try {
+          connection.setPermissions(await this.evaluate(roomId, session))
+        } catch (err) {
+          this.#log.debug({ err, connectionId: connection.id }, 'access re-evaluation refused the session')
+          connection.end(err instanceof TandemError ? err : new TandemError('server_error', 'access re-evaluation failed'))
+        }
+      }),
+    )
+  }
+
+  /** Closes a user's sessions (in one room, or everywhere) and refuses their older tokens. */
+  async revoke(userId: string, roomId: string | null): Promise<number> {
+    await this.#store.revoke(userId, roomId, Date.now())
+    let closed = 0
+    for (const connection of [...this.#connections]) {
+      const actor = connection.session?.actor
+      if (actor?.kind === 'user' && actor.userId === userId && (roomId === null || connection.roomId === roomId)) {
+        connection.end(new TandemError('revoked', 'access revoked'))
+        closed++
+      }
+    }
+    return closed
+  }
+
+  /** Closes every session of a deleted room with 4404. */
+  roomDeleted(roomId: string): void {
+    for (const connection of [...this.#connections]) {
+      if (connection.roomId === roomId) connection.end(new TandemError('room_not_found', 'the room was deleted'), CloseCode.roomDeleted)
+    }
+  }
+}

@@ -1,0 +1,56 @@
+/**
+ * The built-in `authenticate`: a verified token (ID or access token, SPEC section 2), else the
+ * identity headers of a trusted gateway (only with `trustIdentityHeaders`), else an anonymous
+ * session (only with `allowAnonymous`), else a refusal. Apps with their own identity replace it
+ * through the `authenticate` option of createServer.
+ */
+
+import { randomUUID } from 'node:crypto'
+import { isValidId } from '../protocol/mint.ts'
+import type { Authenticate, AuthResult } from './session.ts'
+import type { RoomStore } from './store/types.ts'
+import type { TokenVerifier } from './tokens.ts'
+
+export interface AuthenticatorDeps {
+  readonly verifier: TokenVerifier
+  readonly store: RoomStore
+  readonly allowAnonymous: boolean
+  readonly trustIdentityHeaders: boolean
+}
+
+const header = (value: string | string[] | undefined): string | undefined => (Array.isArray(value) ? value[0] : value)
+
+export const builtInAuthenticate = (deps: AuthenticatorDeps): Authenticate => async (credentials, request): Promise<AuthResult> => {
+  if (credentials.token !== null) {
+    const token = await deps.verifier.verify(credentials.token)
+    // A revocation refuses every token issued before it, so a revoked user cannot simply reconnect.
+    const revokedAt = await deps.store.revokedAt(token.userId, credentials.roomId)
+    if (revokedAt > 0 && token.issuedAt <= revokedAt) return { refused: 'revoked', reason: 'this user was revoked' }
+    const actor = {
+      kind: 'user' as const,
+      userId: token.userId,
+      ...(token.sessionId !== undefined && { sessionId: token.sessionId }),
+      ...(token.tenantId !== undefined && { tenantId: token.tenantId }),
+    }
+    const identity =
+      token.kind === 'access'
+        ? { kind: 'access' as const, perms: token.perms }
+        : { kind: 'user' as const, userId: token.userId, groupIds: token.groupIds }
+    return { actor, info: token.info ?? null, identity, expiresAt: token.expiresAt }
+  }
+
+  // Security: only behind a gateway the operator trusts to set (and strip) these headers.
+  const userId = deps.trustIdentityHeaders ? header(request.headers['x-user-id']) : undefined
+  if (userId !== undefined) {
+    if (!isValidId(userId)) return { refused: 'unauthorized', reason: 'invalid x-user-id header' }
+    const groupIds = (header(request.headers['x-group-ids']) ?? '').split(',').map((g) => g.trim()).filter(isValidId)
+    const tenantId = header(request.headers['x-tenant-id'])
+    const actor = { kind: 'user' as const, userId, ...(tenantId !== undefined && isValidId(tenantId) && { tenantId }) }
+    return { actor, identity: { kind: 'user', userId, groupIds } }
+  }
+
+  if (deps.allowAnonymous) {
+    return { actor: { kind: 'anonymous', sessionId: randomUUID() }, identity: { kind: 'anonymous' } }
+  }
+  return { refused: 'unauthorized', reason: 'a token is required' }
+}

@@ -1,0 +1,74 @@
+/**
+ * The REST API as one Fastify plugin: OpenAPI at /docs/json, the secret key on every /v1 route,
+ * per-IP rate limits, and the one error handler that turns anything thrown into
+ * `{ error: code, message }` with the code's HTTP status.
+ */
+
+import { createHash, timingSafeEqual } from 'node:crypto'
+import rateLimit from '@fastify/rate-limit'
+import swagger from '@fastify/swagger'
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import { type ErrorCode, TandemError } from '../../protocol/errors.ts'
+import { type RoomRoutesDeps, roomRoutes } from './rooms.ts'
+import { tokenRoutes } from './tokens.ts'
+
+export interface RestOptions extends RoomRoutesDeps {
+  readonly secret: string
+  /** Requests one IP may make per minute. */
+  readonly requestsPerMinute: number
+  /** Largest request body (PUT ydoc takes a Yjs update of up to this size). */
+  readonly bodyLimit: number
+}
+
+const digest = (value: string): Buffer => createHash('sha256').update(value).digest()
+
+/** `Authorization: Bearer <secret>`, compared in constant time. A user's token is not the secret. */
+const secretCheck = (secret: string) => {
+  const expected = digest(secret)
+  return async (request: FastifyRequest): Promise<void> => {
+    const header = request.headers.authorization
+    const presented = header?.startsWith('Bearer ') ? header.slice(7) : null
+    if (presented === null || !timingSafeEqual(digest(presented), expected)) {
+      throw new TandemError('unauthorized', 'send the server secret as Authorization: Bearer <secret>')
+    }
+  }
+}
+
+const send = (reply: FastifyReply, status: number, error: ErrorCode, message: string) => reply.code(status).send({ error, message })
+
+/** The one boundary where anything thrown from a route becomes a coded error body. */
+export const errorHandler = (err: FastifyError | TandemError, request: FastifyRequest, reply: FastifyReply) => {
+  if (err instanceof TandemError) return send(reply, err.status, err.code, err.message)
+  if (err.validation !== undefined) return send(reply, 400, 'invalid_request', err.message)
+  const status = err.statusCode ?? 500
+  if (status === 413) return send(reply, 413, 'message_too_large', err.message)
+  if (status === 429) return send(reply, 429, 'rate_limited', err.message)
+  if (status === 404) return send(reply, 404, 'invalid_request', err.message)
+  if (status < 500) return send(reply, status, 'invalid_request', err.message)
+  request.log.error({ err }, 'request failed')
+  return send(reply, 500, 'server_error', 'internal error')
+}
+
+export async function restApi(app: FastifyInstance, options: RestOptions): Promise<void> {
+  await app.register(swagger, {
+    openapi: {
+      info: { title: 'Tandem REST API', version: '1' },
+      components: { securitySchemes: { secret: { type: 'http', scheme: 'bearer', description: 'The server secret' } } },
+      security: [{ secret: [] }],
+    },
+  })
+  app.addContentTypeParser('application/octet-stream', { parseAs: 'buffer', bodyLimit: options.bodyLimit }, (_request, body, done) => done(null, body))
+  app.get('/docs/json', { schema: { hide: true } }, async () => app.swagger())
+
+  await app.register(async (api) => {
+    await api.register(rateLimit, {
+      max: options.requestsPerMinute,
+      timeWindow: 60_000,
+      errorResponseBuilder: (_request, context) =>
+        Object.assign(new Error(`rate limit: ${context.max} requests a minute; retry in ${Math.ceil(context.ttl / 1000)} s`), { statusCode: 429 }),
+    })
+    api.addHook('onRequest', secretCheck(options.secret))
+    await roomRoutes(api, options)
+    await tokenRoutes(api, options)
+  })
+}

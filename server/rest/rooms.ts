@@ -1,0 +1,271 @@
+/**
+ * The room routes of the REST API (SPEC section 4): ACL records, the document as JSON or binary, a
+ * service write, live sessions and the write history. Every change to a room's ACL is serialised and
+ * re-evaluates the room's live sessions before the response goes out.
+ */
+
+import type { FastifyInstance } from 'fastify'
+import * as Y from 'yjs'
+import { TandemError } from '../../protocol/errors.ts'
+import { fromPermissionBits, type Permission } from '../../protocol/permissions.ts'
+import type { AccessControl } from '../access-control.ts'
+import type { Connection } from '../connection.ts'
+import { docToJson } from '../doc-json.ts'
+import type { Writer } from '../room.ts'
+import type { RoomRegistry } from '../rooms.ts'
+import { KeyedSerial } from '../serial.ts'
+import type { RoomRecord, Store } from '../store/types.ts'
+import { validateStateVector, validateUpdate } from '../update-validator.ts'
+import * as schema from './schemas.ts'
+
+export interface RoomRoutesDeps {
+  readonly store: Store
+  readonly registry: RoomRegistry
+  readonly access: AccessControl
+  readonly connections: ReadonlySet<Connection>
+}
+
+type AccessPatch = Record<string, Permission[] | null>
+type MetadataPatch = Record<string, string | string[] | null>
+
+interface CreateBody {
+  id: string
+  defaultAccesses: Permission[]
+  usersAccesses?: Record<string, Permission[]>
+  groupsAccesses?: Record<string, Permission[]>
+  metadata?: Record<string, string | string[]>
+}
+
+interface UpdateBody {
+  defaultAccesses?: Permission[]
+  usersAccesses?: AccessPatch
+  groupsAccesses?: AccessPatch
+  metadata?: MetadataPatch
+}
+
+/** A patch where `null` removes an entry. */
+const patch = <V>(current: Record<string, V>, changes: Record<string, V | null> | undefined): Record<string, V> => {
+  if (changes === undefined) return current
+  const next = { ...current }
+  for (const [key, value] of Object.entries(changes)) {
+    if (value === null) delete next[key]
+    else next[key] = value
+  }
+  return next
+}
+
+const notFound = (roomId: string): TandemError => new TandemError('room_not_found', `room "${roomId}" does not exist`)
+
+/** REST writes: the service actor of SPEC section 2. Acknowledgement is awaited through `flush`. */
+const restWriter: Writer = { actor: { kind: 'service', name: 'rest' }, acknowledge() {}, writeDelayed() {} }
+
+const params = { params: schema.roomParams }
+const errors = { 400: schema.errorBody, 401: schema.errorBody, 404: schema.errorBody, 429: schema.errorBody }
+
+export async function roomRoutes(app: FastifyInstance, deps: RoomRoutesDeps): Promise<void> {
+  const { store, registry, access } = deps
+  const serial = new KeyedSerial()
+
+  const requireRoom = async (roomId: string): Promise<RoomRecord> => {
+    const record = await store.getRoom(roomId)
+    if (record === null) throw notFound(roomId)
+    return record
+  }
+
+  /** Runs `read` on the room's live document, loading it for the call when it is not loaded. */
+  const withDoc = async <T>(roomId: string, read: (doc: Y.Doc) => T): Promise<T> => {
+    await requireRoom(roomId)
+    const room = await registry.acquire(roomId)
+    try {
+      return read(room.doc)
+    } finally {
+      registry.released(room)
+    }
+  }
+
+  app.post<{ Body: CreateBody }>(
+    '/v1/rooms',
+    { schema: { summary: 'Create a room with its ACL', body: schema.createRoomBody, response: { 200: schema.roomRecord, 409: schema.errorBody, ...errors } } },
+    async (request) => {
+      const body = request.body
+      return serial.run(body.id, async () => {
+        if ((await store.getRoom(body.id)) !== null) throw new TandemError('room_exists', `room "${body.id}" already exists`)
+        const now = new Date().toISOString()
+        const record: RoomRecord = {
+          id: body.id,
+          defaultAccesses: body.defaultAccesses,
+          usersAccesses: body.usersAccesses ?? {},
+          groupsAccesses: body.groupsAccesses ?? {},
+          metadata: body.metadata ?? {},
+          createdAt: now,
+          updatedAt: now,
+        }
+        await store.putRoom(record)
+        // Sessions that joined through access tokens, or were refused before, see the new ACL.
+        await access.roomChanged(body.id)
+        return record
+      })
+    },
+  )
+
+  app.get<{ Querystring: { limit: number; startingAfter?: string; prefix?: string } }>(
+    '/v1/rooms',
+    {
+      schema: {
+        summary: 'List rooms, paginated by id',
+        querystring: schema.listRoomsQuery,
+        response: {
+          200: { type: 'object', properties: { data: { type: 'array', items: schema.roomRecord }, nextCursor: { type: ['string', 'null'] } }, required: ['data', 'nextCursor'] },
+          ...errors,
+        },
+      },
+    },
+    async (request) => {
+      const { limit, startingAfter, prefix } = request.query
+      const rooms = await store.listRooms({ limit: limit + 1, ...(startingAfter !== undefined && { startingAfter }), ...(prefix !== undefined && { prefix }) })
+      const data = rooms.slice(0, limit)
+      return { data, nextCursor: rooms.length > limit ? data.at(-1)!.id : null }
+    },
+  )
+
+  app.get<{ Params: { roomId: string } }>(
+    '/v1/rooms/:roomId',
+    { schema: { summary: 'A room with its ACL', ...params, response: { 200: schema.roomRecord, ...errors } } },
+    async (request) => requireRoom(request.params.roomId),
+  )
+
+  app.post<{ Params: { roomId: string }; Body: UpdateBody }>(
+    '/v1/rooms/:roomId',
+    {
+      schema: {
+        summary: 'Update a room\'s ACL or metadata; null removes an entry; live sessions are re-evaluated',
+        ...params,
+        body: schema.updateRoomBody,
+        response: { 200: schema.roomRecord, ...errors },
+      },
+    },
+    async (request) => {
+      const { roomId } = request.params
+      const body = request.body
+      return serial.run(roomId, async () => {
+        const current = await requireRoom(roomId)
+        const record: RoomRecord = {
+          ...current,
+          defaultAccesses: body.defaultAccesses ?? current.defaultAccesses,
+          usersAccesses: patch(current.usersAccesses, body.usersAccesses),
+          groupsAccesses: patch(current.groupsAccesses, body.groupsAccesses),
+          metadata: patch(current.metadata, body.metadata),
+          updatedAt: new Date().toISOString(),
+        }
+        await store.putRoom(record)
+        await access.roomChanged(roomId)
+        return record
+      })
+    },
+  )
+
+  app.delete<{ Params: { roomId: string } }>(
+    '/v1/rooms/:roomId',
+    { schema: { summary: 'Delete a room and its document; its sessions are closed with 4404', ...params, response: { 204: { type: 'null' }, ...errors } } },
+    async (request, reply) => {
+      const { roomId } = request.params
+      await serial.run(roomId, async () => {
+        await requireRoom(roomId)
+        access.roomDeleted(roomId)
+        await registry.discard(roomId)
+        await store.deleteRoom(roomId)
+      })
+      return reply.code(204).send()
+    },
+  )
+
+  app.get<{ Params: { roomId: string } }>(
+    '/v1/rooms/:roomId/ydoc',
+    { schema: { summary: 'The document as JSON, one property per root shared type', ...params, response: { 200: { type: 'object', additionalProperties: true }, ...errors } } },
+    async (request) => withDoc(request.params.roomId, docToJson),
+  )
+
+  app.get<{ Params: { roomId: string }; Querystring: { stateVector?: string } }>(
+    '/v1/rooms/:roomId/ydoc-binary',
+    {
+      schema: {
+        summary: 'The document as a Yjs V1 update; with ?stateVector= (base64) only what that state lacks',
+        ...params,
+        querystring: { type: 'object', properties: { stateVector: { type: 'string', maxLength: 1_000_000 } }, additionalProperties: false },
+        response: { 200: { type: 'string', format: 'binary' }, ...errors },
+      },
+    },
+    async (request, reply) => {
+      const encoded = request.query.stateVector
+      const stateVector = encoded === undefined ? undefined : Buffer.from(encoded, 'base64')
+      if (stateVector !== undefined) validateStateVector(stateVector)
+      const update = await withDoc(request.params.roomId, (doc) => Y.encodeStateAsUpdate(doc, stateVector))
+      return reply.type('application/octet-stream').send(Buffer.from(update))
+    },
+  )
+
+  app.put<{ Params: { roomId: string }; Body: Buffer }>(
+    '/v1/rooms/:roomId/ydoc',
+    {
+      schema: {
+        summary: 'Apply a Yjs V1 update as the service actor; live editors receive it at once',
+        ...params,
+        response: { 200: { type: 'object', properties: { ok: { type: 'boolean' } }, required: ['ok'] }, 413: schema.errorBody, ...errors },
+      },
+    },
+    async (request) => {
+      const { roomId } = request.params
+      if (!Buffer.isBuffer(request.body)) throw new TandemError('invalid_request', 'send the update as application/octet-stream')
+      const { clients } = validateUpdate(request.body)
+      await requireRoom(roomId)
+      const room = await registry.acquire(roomId)
+      try {
+        room.applyUpdate(request.body, restWriter, clients)
+        await room.flush()
+      } finally {
+        registry.released(room)
+      }
+      return { ok: true }
+    },
+  )
+
+  app.get<{ Params: { roomId: string } }>(
+    '/v1/rooms/:roomId/active-users',
+    { schema: { summary: 'Live sessions in the room', ...params, response: { 200: schema.activeUsersResponse, ...errors } } },
+    async (request) => {
+      const { roomId } = request.params
+      await requireRoom(roomId)
+      const data = [...deps.connections]
+        .filter((c) => c.roomId === roomId && c.isOpen)
+        .map((c) => {
+          const session = c.session!
+          return {
+            connectionId: c.id,
+            userId: session.actor.kind === 'user' ? session.actor.userId : null,
+            actor: session.actor,
+            info: session.info,
+            permissions: fromPermissionBits(session.permissions),
+          }
+        })
+      return { data }
+    },
+  )
+
+  app.get<{ Params: { roomId: string }; Querystring: { limit: number } }>(
+    '/v1/rooms/:roomId/history',
+    {
+      schema: {
+        summary: 'The write log, newest first: actor, time, size and clientIDs of each stored batch',
+        ...params,
+        querystring: { type: 'object', properties: { limit: { type: 'integer', minimum: 1, maximum: 1000, default: 100 } }, additionalProperties: false },
+        response: { 200: schema.historyResponse, ...errors },
+      },
+    },
+    async (request) => {
+      const { roomId } = request.params
+      await requireRoom(roomId)
+      const entries = await store.history(roomId, request.query.limit)
+      return { data: entries.map((e) => ({ ...e, at: new Date(e.at).toISOString() })) }
+    },
+  )
+}

@@ -1,0 +1,177 @@
+/**
+ * JSON schemas of the REST API (SPEC section 4): request bodies, params, query strings and
+ * responses. Response schemas also keep fields from leaking: Fastify serialises only what they list.
+ */
+
+import { ERROR_CODES } from '../../protocol/errors.ts'
+import { PERMISSIONS } from '../../protocol/permissions.ts'
+
+const ID_PATTERN = '^[^\\u0000-\\u001f\\u007f]+$'
+export const id = { type: 'string', minLength: 1, maxLength: 256, pattern: ID_PATTERN } as const
+
+export const permissionList = {
+  type: 'array',
+  items: { type: 'string', enum: [...PERMISSIONS] },
+  uniqueItems: true,
+  maxItems: PERMISSIONS.length,
+} as const
+
+const accessMap = {
+  type: 'object',
+  propertyNames: id,
+  additionalProperties: permissionList,
+  maxProperties: 10_000,
+} as const
+
+/** In an update, `null` removes an entry. */
+const accessPatch = {
+  type: 'object',
+  propertyNames: id,
+  additionalProperties: { anyOf: [permissionList, { type: 'null' }] },
+  maxProperties: 10_000,
+} as const
+
+const metadataValue = { anyOf: [{ type: 'string', maxLength: 4096 }, { type: 'array', items: { type: 'string', maxLength: 4096 }, maxItems: 100 }] } as const
+const metadata = { type: 'object', propertyNames: { type: 'string', minLength: 1, maxLength: 128 }, additionalProperties: metadataValue, maxProperties: 100 } as const
+const metadataPatch = {
+  type: 'object',
+  propertyNames: { type: 'string', minLength: 1, maxLength: 128 },
+  additionalProperties: { anyOf: [...metadataValue.anyOf, { type: 'null' }] },
+  maxProperties: 100,
+} as const
+
+export const errorBody = {
+  type: 'object',
+  properties: { error: { type: 'string', enum: [...ERROR_CODES] }, message: { type: 'string' } },
+  required: ['error', 'message'],
+} as const
+
+export const roomRecord = {
+  type: 'object',
+  properties: {
+    id,
+    defaultAccesses: permissionList,
+    usersAccesses: accessMap,
+    groupsAccesses: accessMap,
+    metadata,
+    createdAt: { type: 'string', format: 'date-time' },
+    updatedAt: { type: 'string', format: 'date-time' },
+  },
+  required: ['id', 'defaultAccesses', 'usersAccesses', 'groupsAccesses', 'metadata', 'createdAt', 'updatedAt'],
+} as const
+
+export const createRoomBody = {
+  type: 'object',
+  properties: { id, defaultAccesses: permissionList, usersAccesses: accessMap, groupsAccesses: accessMap, metadata },
+  required: ['id', 'defaultAccesses'],
+  additionalProperties: false,
+} as const
+
+export const updateRoomBody = {
+  type: 'object',
+  properties: { defaultAccesses: permissionList, usersAccesses: accessPatch, groupsAccesses: accessPatch, metadata: metadataPatch },
+  additionalProperties: false,
+} as const
+
+export const roomParams = { type: 'object', properties: { roomId: id }, required: ['roomId'] } as const
+
+export const listRoomsQuery = {
+  type: 'object',
+  properties: {
+    limit: { type: 'integer', minimum: 1, maximum: 100, default: 20 },
+    startingAfter: id,
+    prefix: { type: 'string', maxLength: 256 },
+  },
+  additionalProperties: false,
+} as const
+
+const actor = {
+  type: 'object',
+  properties: {
+    kind: { type: 'string', enum: ['user', 'anonymous', 'service'] },
+    userId: { type: 'string' },
+    sessionId: { type: 'string' },
+    tenantId: { type: 'string' },
+    name: { type: 'string' },
+  },
+  required: ['kind'],
+} as const
+
+export const historyResponse = {
+  type: 'object',
+  properties: {
+    data: {
+      type: 'array',
+      items: {
+        type: 'object',
+        properties: {
+          actor,
+          at: { type: 'string', format: 'date-time' },
+          writes: { type: 'integer' },
+          bytes: { type: 'integer' },
+          clientIDs: { type: 'array', items: { type: 'integer' } },
+        },
+        required: ['actor', 'at', 'writes', 'bytes', 'clientIDs'],
+      },
+    },
+  },
+  required: ['data'],
+} as const
+
+export const activeUsersResponse = {
+  type: 'object',
+  properties: {
+    data: {
+      type: 'array',
+      items: {
+        type: 'object',
+        properties: {
+          connectionId: { type: 'string' },
+          userId: { type: ['string', 'null'] },
+          actor,
+          info: {},
+          permissions: permissionList,
+        },
+        required: ['connectionId', 'userId', 'actor', 'permissions'],
+      },
+    },
+  },
+  required: ['data'],
+} as const
+
+const ttlSeconds = { type: 'integer', minimum: 1, maximum: 86_400 * 30 } as const
+const userInfo = { type: 'object', maxProperties: 100 } as const
+
+export const identifyUserBody = {
+  type: 'object',
+  properties: { userId: id, groupIds: { type: 'array', items: id, maxItems: 1000 }, userInfo, sessionId: id, tenantId: id, ttlSeconds },
+  required: ['userId'],
+  additionalProperties: false,
+} as const
+
+export const authorizeBody = {
+  type: 'object',
+  properties: {
+    userId: id,
+    userInfo,
+    rooms: { type: 'object', propertyNames: id, additionalProperties: permissionList, minProperties: 1, maxProperties: 1000 },
+    sessionId: id,
+    tenantId: id,
+    ttlSeconds,
+  },
+  required: ['userId', 'rooms'],
+  additionalProperties: false,
+} as const
+
+export const tokenResponse = {
+  type: 'object',
+  properties: { token: { type: 'string' }, expiresAt: { type: 'string', format: 'date-time' }, actor },
+  required: ['token', 'expiresAt', 'actor'],
+} as const
+
+export const revokeBody = {
+  type: 'object',
+  properties: { userId: id, roomId: id },
+  required: ['userId'],
+  additionalProperties: false,
+} as const
