@@ -3,6 +3,7 @@
  * shuts down gracefully on SIGTERM or SIGINT. Every refusal is one line on stderr and exit code 1.
  */
 
+import { readFileSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { ConfigError, HelpRequested, USAGE, parseConfig, type Config } from './config.ts'
 import { createServer } from './create-server.ts'
@@ -38,10 +39,27 @@ if (secret === null) {
   }
 }
 
-const { allowAnonymous, yWebsocketCompat, syncWrites, logLevel } = config
-const app = await createServer({ dataDir, secret, allowAnonymous, yWebsocketCompat, syncWrites, logLevel }).catch(
+/** A PEM given as a file path is read here; the server takes PEM text. */
+const readPem = (value: string | null): string | undefined => {
+  if (value === null) return undefined
+  if (value.includes('-----BEGIN')) return value
+  try {
+    return readFileSync(value, 'utf8')
+  } catch (err) {
+    return fail(`invalid --jwt-public-key (TANDEM_JWT_PUBLIC_KEY): not PEM text, and not a readable file (${messageOf(err)})`)
+  }
+}
+
+const { allowAnonymous, yWebsocketCompat, syncWrites, trustIdentityHeaders, logLevel } = config
+const jwt = {
+  ...(config.jwksUrl !== null && { jwksUrl: config.jwksUrl }),
+  ...(config.jwtPublicKey !== null && { publicKeyPem: readPem(config.jwtPublicKey) }),
+  ...(config.jwtIssuer !== null && { issuer: config.jwtIssuer }),
+  ...(config.jwtAudience !== null && { audience: config.jwtAudience }),
+}
+const app = await createServer({ dataDir, secret, allowAnonymous, yWebsocketCompat, syncWrites, trustIdentityHeaders, jwt, logLevel }).catch(
   (err: unknown) => {
-    if (err instanceof Error && 'code' in err && err.code === 'DATA_DIR_IN_USE') fail(err.message)
+    if (err instanceof Error && 'code' in err && (err.code === 'DATA_DIR_IN_USE' || err.code === 'invalid_request')) fail(err.message)
     throw err
   },
 )

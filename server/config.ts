@@ -18,6 +18,12 @@ export interface Config {
   allowAnonymous: boolean
   yWebsocketCompat: boolean
   syncWrites: boolean
+  trustIdentityHeaders: boolean
+  jwksUrl: string | null
+  /** PEM text of an identity provider's public key (the flag or variable may also name a file). */
+  jwtPublicKey: string | null
+  jwtIssuer: string | null
+  jwtAudience: string | null
   logLevel: LogLevel
 }
 
@@ -58,6 +64,11 @@ const SETTINGS = {
   allowAnonymous: { flag: 'allow-anonymous', env: 'TANDEM_ALLOW_ANONYMOUS', type: 'boolean' },
   yWebsocketCompat: { flag: 'y-websocket-compat', env: 'TANDEM_Y_WEBSOCKET_COMPAT', type: 'boolean' },
   syncWrites: { flag: 'sync-writes', env: 'TANDEM_SYNC_WRITES', type: 'boolean' },
+  trustIdentityHeaders: { flag: 'trust-identity-headers', env: 'TANDEM_TRUST_IDENTITY_HEADERS', type: 'boolean' },
+  jwksUrl: { flag: 'jwks-url', env: 'TANDEM_JWKS_URL', type: 'string' },
+  jwtPublicKey: { flag: 'jwt-public-key', env: 'TANDEM_JWT_PUBLIC_KEY', type: 'string' },
+  jwtIssuer: { flag: 'jwt-issuer', env: 'TANDEM_JWT_ISSUER', type: 'string' },
+  jwtAudience: { flag: 'jwt-audience', env: 'TANDEM_JWT_AUDIENCE', type: 'string' },
   logLevel: { flag: 'log-level', env: 'TANDEM_LOG_LEVEL', type: 'string' },
 } as const satisfies { readonly [K in keyof Config]: Setting }
 
@@ -73,6 +84,12 @@ Each option may instead be set by the environment variable in brackets; a flag w
   --allow-anonymous       let clients without credentials in [TANDEM_ALLOW_ANONYMOUS]
   --y-websocket-compat    accept the stock y-websocket client's ?token= [TANDEM_Y_WEBSOCKET_COMPAT]
   --sync-writes           fsync every acknowledged write [TANDEM_SYNC_WRITES]
+  --trust-identity-headers  take x-user-id, x-group-ids, x-tenant-id from a trusted gateway
+                          [TANDEM_TRUST_IDENTITY_HEADERS]
+  --jwks-url <url>        accept tokens signed by an identity provider's keys [TANDEM_JWKS_URL]
+  --jwt-public-key <pem>  ... or by this public key, PEM text or a file [TANDEM_JWT_PUBLIC_KEY]
+  --jwt-issuer <iss>      required issuer of those tokens [TANDEM_JWT_ISSUER]
+  --jwt-audience <aud>    required audience of those tokens [TANDEM_JWT_AUDIENCE]
   --log-level <level>     ${LOG_LEVELS.join(', ')} [TANDEM_LOG_LEVEL] (default info)
   -h, --help              print this help
 
@@ -152,8 +169,21 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): Config {
     allowAnonymous: bool(SETTINGS.allowAnonymous),
     yWebsocketCompat: bool(SETTINGS.yWebsocketCompat),
     syncWrites: bool(SETTINGS.syncWrites),
+    trustIdentityHeaders: bool(SETTINGS.trustIdentityHeaders),
+    ...parseJwt(text(SETTINGS.jwksUrl), text(SETTINGS.jwtPublicKey)),
+    jwtIssuer: text(SETTINGS.jwtIssuer) ?? null,
+    jwtAudience: text(SETTINGS.jwtAudience) ?? null,
     logLevel: parseLogLevel(text(SETTINGS.logLevel)),
   }
+}
+
+function parseJwt(jwksUrl: string | undefined, publicKey: string | undefined): Pick<Config, 'jwksUrl' | 'jwtPublicKey'> {
+  if (jwksUrl !== undefined && publicKey !== undefined) {
+    throw invalid(SETTINGS.jwtPublicKey, `give either ${label(SETTINGS.jwksUrl)} or a public key, not both`)
+  }
+  if (jwksUrl !== undefined && !URL.canParse(jwksUrl)) throw invalid(SETTINGS.jwksUrl, `expected a URL, got ${shown(jwksUrl)}`)
+  if (jwksUrl !== undefined && !/^https?:$/.test(new URL(jwksUrl).protocol)) throw invalid(SETTINGS.jwksUrl, `expected an http(s) URL, got ${shown(jwksUrl)}`)
+  return { jwksUrl: jwksUrl ?? null, jwtPublicKey: publicKey ?? null }
 }
 
 function parseBoolean(s: Setting, value: string | undefined): boolean {

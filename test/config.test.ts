@@ -15,6 +15,11 @@ const DEFAULTS: Config = {
   allowAnonymous: false,
   yWebsocketCompat: false,
   syncWrites: false,
+  trustIdentityHeaders: false,
+  jwksUrl: null,
+  jwtPublicKey: null,
+  jwtIssuer: null,
+  jwtAudience: null,
   logLevel: 'info',
 }
 
@@ -48,6 +53,10 @@ describe('parseConfig', () => {
       TANDEM_ALLOW_ANONYMOUS: 'true',
       TANDEM_Y_WEBSOCKET_COMPAT: 'YES',
       TANDEM_SYNC_WRITES: '1',
+      TANDEM_TRUST_IDENTITY_HEADERS: 'on',
+      TANDEM_JWKS_URL: 'https://idp.example/.well-known/jwks.json',
+      TANDEM_JWT_ISSUER: 'https://idp.example/',
+      TANDEM_JWT_AUDIENCE: 'tandem',
       TANDEM_LOG_LEVEL: 'debug',
     })
     expect(config).toEqual({
@@ -58,6 +67,11 @@ describe('parseConfig', () => {
       allowAnonymous: true,
       yWebsocketCompat: true,
       syncWrites: true,
+      trustIdentityHeaders: true,
+      jwksUrl: 'https://idp.example/.well-known/jwks.json',
+      jwtPublicKey: null,
+      jwtIssuer: 'https://idp.example/',
+      jwtAudience: 'tandem',
       logLevel: 'debug',
     })
   })
@@ -74,6 +88,9 @@ describe('parseConfig', () => {
         '--allow-anonymous',
         '--y-websocket-compat',
         '--sync-writes',
+        '--trust-identity-headers',
+        '--jwt-public-key',
+        'keys/idp.pem',
         '--log-level',
         'silent',
       ],
@@ -87,8 +104,19 @@ describe('parseConfig', () => {
       allowAnonymous: true,
       yWebsocketCompat: true,
       syncWrites: true,
+      trustIdentityHeaders: true,
+      jwksUrl: null,
+      jwtPublicKey: 'keys/idp.pem',
+      jwtIssuer: null,
+      jwtAudience: null,
       logLevel: 'silent',
     })
+  })
+
+  it('refuses a JWKS URL that is not http(s), and a JWKS URL together with a public key', () => {
+    configError(() => parseConfig(['--jwks-url', 'not a url'], {}), '--jwks-url (TANDEM_JWKS_URL)')
+    configError(() => parseConfig([], { TANDEM_JWKS_URL: 'file:///etc/keys' }), '--jwks-url (TANDEM_JWKS_URL)')
+    configError(() => parseConfig(['--jwks-url', 'https://a/jwks', '--jwt-public-key', 'k.pem'], {}), '--jwt-public-key (TANDEM_JWT_PUBLIC_KEY)')
   })
 
   it('lets a flag win over the environment', () => {

@@ -8,15 +8,27 @@ import { afterEach, describe, expect, it } from 'vitest'
 import * as Y from 'yjs'
 import { type CliProcess, runCli } from './support/cli-process.ts'
 import { rawClient } from './support/raw-client.ts'
-import { makeDataDir } from './support/server.ts'
+import { TEST_SECRET, makeDataDir } from './support/server.ts'
 import { until } from './support/wait.ts'
 
 const started: CliProcess[] = []
 const dirs: string[] = []
 const start = (dataDir: string): CliProcess => {
-  const cli = runCli(['--port', '0', '--data-dir', dataDir, '--allow-anonymous', '--log-level', 'warn'])
+  const cli = runCli(['--port', '0', '--data-dir', dataDir, '--secret', TEST_SECRET, '--allow-anonymous', '--log-level', 'warn'])
   started.push(cli)
   return cli
+}
+
+/** Creates rooms any anonymous client may write, over REST, as a backend would. */
+const createRooms = async (port: number, ...ids: string[]): Promise<void> => {
+  for (const id of ids) {
+    const res = await fetch(`http://127.0.0.1:${port}/v1/rooms`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${TEST_SECRET}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ id, defaultAccesses: ['room:write'] }),
+    })
+    expect(res.status).toBe(200)
+  }
 }
 
 afterEach(() => {
@@ -38,6 +50,7 @@ describe('durability', () => {
     dirs.push(dataDir)
     const first = start(dataDir)
     const port = await first.listening()
+    await createRooms(port, 'alpha', 'beta')
 
     // Two writers in two rooms, each a real Y.Doc whose updates go out one by one.
     const expected = new Map<string, string>()
@@ -75,6 +88,7 @@ describe('durability', () => {
     dirs.push(dataDir)
     const first = start(dataDir)
     const port = await first.listening()
+    await createRooms(port, 'gamma')
     const client = await rawClient(`ws://127.0.0.1:${port}/v1/sync`, 'gamma')
     const doc = new Y.Doc()
     const updates: Uint8Array[] = []
@@ -102,6 +116,7 @@ describe('durability', () => {
     dirs.push(dataDir)
     const first = start(dataDir)
     const port = await first.listening()
+    await createRooms(port, 'delta')
     const writer = await rawClient(`ws://127.0.0.1:${port}/v1/sync`, 'delta')
     const watcher = await rawClient(`ws://127.0.0.1:${port}/v1/sync`, 'delta')
     const doc = new Y.Doc()
