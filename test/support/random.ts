@@ -6,7 +6,7 @@
 
 import * as prng from 'lib0/prng'
 import * as Y from 'yjs'
-import { withDeadline } from './wait.ts'
+import { untilDocs } from './wait.ts'
 
 /** The seeds to run: `TANDEM_SEED` (one seed, to replay a failure) or the defaults. */
 export const seedsFromEnv = (defaults: readonly number[]): number[] => {
@@ -145,22 +145,8 @@ export const contentOf = (doc: Y.Doc): string =>
  * Resolves once every doc holds the same snapshot (state vector and delete set), re-checked on
  * any doc's update. Equal state vectors alone miss a deletion still in flight.
  */
-export const sameState = (docs: Y.Doc[], ms = 15_000): Promise<void> => {
-  const same = (): boolean => {
+export const sameState = (docs: Y.Doc[], ms = 15_000): Promise<void> =>
+  untilDocs('docs hold the same state, deletions included', docs, () => {
     const first = Y.snapshot(docs[0]!)
     return docs.every((d) => Y.equalSnapshots(first, Y.snapshot(d)))
-  }
-  return withDeadline(
-    'docs hold the same state, deletions included',
-    new Promise<void>((resolve) => {
-      const check = (): void => {
-        if (!same()) return
-        for (const d of docs) d.off('update', check)
-        resolve()
-      }
-      for (const d of docs) d.on('update', check)
-      check()
-    }),
-    ms,
-  )
-}
+  }, ms)

@@ -3,7 +3,7 @@
 import { WebSocket } from 'ws'
 import { WebsocketProvider } from 'y-websocket'
 import * as Y from 'yjs'
-import { until, withDeadline } from './wait.ts'
+import { until, untilDocs } from './wait.ts'
 
 export interface StockPeer {
   readonly doc: Y.Doc
@@ -34,22 +34,8 @@ export const synced = (peer: StockPeer): Promise<void> =>
   until('stock client synced', peer.provider, ['sync'], () => peer.provider.synced)
 
 /** Resolves once every doc's state vector equals the first's, re-checked on any doc's update. */
-export const converged = (docs: Y.Doc[], ms = 15_000): Promise<void> => {
-  const same = (): boolean => {
+export const converged = (docs: Y.Doc[], ms = 15_000): Promise<void> =>
+  untilDocs('docs converged', docs, () => {
     const first = Buffer.from(Y.encodeStateVector(docs[0]!))
     return docs.every((d) => first.equals(Y.encodeStateVector(d)))
-  }
-  return withDeadline(
-    'docs converged',
-    new Promise<void>((resolve) => {
-      const check = (): void => {
-        if (!same()) return
-        for (const d of docs) d.off('update', check)
-        resolve()
-      }
-      for (const d of docs) d.on('update', check)
-      check()
-    }),
-    ms,
-  )
-}
+  }, ms)

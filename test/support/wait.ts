@@ -47,3 +47,19 @@ export const once = <T extends unknown[]>(what: string, emitter: Emitter, event:
     }),
     ms,
   )
+
+/** Resolves once `check(docs)` holds, re-checked on any of the docs' updates. */
+export const untilDocs = (what: string, docs: readonly { on(e: 'update', f: () => void): void; off(e: 'update', f: () => void): void }[], check: () => boolean, ms = 15_000): Promise<void> =>
+  withDeadline(
+    what,
+    new Promise<void>((resolve) => {
+      const listener = (): void => {
+        if (!check()) return
+        for (const d of docs) d.off('update', listener)
+        resolve()
+      }
+      for (const d of docs) d.on('update', listener)
+      listener()
+    }),
+    ms,
+  )

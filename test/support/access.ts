@@ -1,0 +1,164 @@
+/**
+ * Helpers for access-control tests: rooms and ACL changes over REST (real requests with the
+ * secret), tokens signed with the test secret, arrival times of a client's messages, a raw client
+ * that presents request headers (a trusted gateway's identity headers), and the ordering barrier a
+ * connection can put behind its own earlier messages.
+ */
+
+import { performance } from 'node:perf_hooks'
+import { WebSocket } from 'ws'
+import * as Y from 'yjs'
+import { type AccessTokenInput, type IdTokenInput, type MintOptions, mintAccessToken, mintIdToken } from '../../protocol/mint.ts'
+import type { Permission } from '../../protocol/permissions.ts'
+import { type ServerMessage, decodeServerMessage, encodeFrame, writeAuth, writeSyncStep1, writeUpdate } from '../../protocol/messages.ts'
+import type { RawClient } from './raw-client.ts'
+import { TEST_SECRET, type TestServer } from './server.ts'
+import { withDeadline } from './wait.ts'
+
+export interface RoomBody {
+  id: string
+  defaultAccesses: Permission[]
+  usersAccesses?: Record<string, Permission[]>
+  groupsAccesses?: Record<string, Permission[]>
+  metadata?: Record<string, string | string[]>
+}
+
+export interface RoomPatch {
+  defaultAccesses?: Permission[]
+  usersAccesses?: Record<string, Permission[] | null>
+  groupsAccesses?: Record<string, Permission[] | null>
+  metadata?: Record<string, string | string[] | null>
+}
+
+const secretHeaders = { authorization: `Bearer ${TEST_SECRET}` }
+
+/** Creates a room with its ACL through `POST /v1/rooms`; fails the test on anything but 200. */
+export const createRoom = async (server: TestServer, body: RoomBody): Promise<void> => {
+  const res = await server.app.inject({ method: 'POST', url: '/v1/rooms', headers: secretHeaders, payload: body })
+  if (res.statusCode !== 200) throw new Error(`creating room ${body.id}: ${res.statusCode} ${res.body}`)
+}
+
+/**
+ * Changes a room's ACL with a real HTTP request to `POST /v1/rooms/:id` and says when its response
+ * arrived (performance.now()), so a test can time what its sessions were told against it.
+ */
+export const updateRoom = async (server: TestServer, roomId: string, patch: RoomPatch): Promise<{ sentAt: number; respondedAt: number }> => {
+  const sentAt = performance.now()
+  const res = await fetch(`${server.httpUrl}/v1/rooms/${encodeURIComponent(roomId)}`, {
+    method: 'POST',
+    headers: { ...secretHeaders, 'content-type': 'application/json' },
+    body: JSON.stringify(patch),
+  })
+  const respondedAt = performance.now()
+  if (res.status !== 200) throw new Error(`updating room ${roomId}: ${res.status} ${await res.text()}`)
+  return { sentAt, respondedAt }
+}
+
+/** Any other REST call with the secret, through `inject`. */
+export const rest = async (server: TestServer, method: 'POST' | 'DELETE' | 'GET', url: string, payload?: object): Promise<{ status: number; body: unknown }> => {
+  const res = await server.app.inject({ method, url, headers: secretHeaders, ...(payload !== undefined && { payload }) })
+  return { status: res.statusCode, body: res.body === '' ? null : res.json() }
+}
+
+export const idToken = async (input: IdTokenInput, options?: MintOptions): Promise<string> => (await mintIdToken(TEST_SECRET, input, options)).token
+
+export const accessToken = async (input: AccessTokenInput, options?: MintOptions): Promise<string> =>
+  (await mintAccessToken(TEST_SECRET, input, options)).token
+
+/**
+ * Records when each of a client's messages arrived: `times[i]` is the performance.now() at which
+ * `client.messages[i]` was received. The raw client's own listener runs first, so the message is
+ * already in `messages` when this one runs.
+ */
+export const arrivalTimes = (client: RawClient): number[] => {
+  const times: number[] = []
+  client.socket.on('message', () => {
+    times[client.messages.length - 1] = performance.now()
+  })
+  return times
+}
+
+/**
+ * An ordering barrier behind everything this client sent so far: the server handles one socket's
+ * frames in order, so once it answered this sync step 1, it has handled every earlier frame.
+ */
+export const barrier = async (client: RawClient): Promise<void> => {
+  const from = client.messages.length
+  client.send(encodeFrame(writeSyncStep1, Y.encodeStateVector(client.doc)))
+  await client.next('sync-step-2', (m) => client.messages.indexOf(m) >= from)
+}
+
+export const kinds = (client: RawClient): string[] => client.messages.map((m) => m.kind)
+
+export const errorCodes = (client: RawClient): string[] => client.messages.flatMap((m) => (m.kind === 'error' ? [m.code] : []))
+
+/**
+ * A raw client like `rawClient`, but whose upgrade request carries `headers` (the ws library's
+ * `new WebSocket(url, { headers })`), as a gateway in front of the server would send them.
+ */
+export async function headerClient(
+  syncUrl: string,
+  room: string,
+  headers: Record<string, string>,
+  options: { token?: string | null } = {},
+): Promise<RawClient> {
+  const socket = new WebSocket(`${syncUrl}/${encodeURIComponent(room)}`, { headers })
+  const messages: ServerMessage[] = []
+  const waiters = new Set<() => void>()
+  const doc = new Y.Doc()
+  const closed = new Promise<{ code: number; reason: string }>((resolve) => {
+    socket.on('close', (code, reason) => {
+      resolve({ code, reason: reason.toString() })
+      for (const w of waiters) w()
+    })
+  })
+  socket.on('error', () => {})
+  socket.on('message', (data: Buffer) => {
+    const message = decodeServerMessage(new Uint8Array(data))
+    if (message.kind === 'sync-step-2' || message.kind === 'update') Y.applyUpdate(doc, message.update, 'server')
+    messages.push(message)
+    for (const w of waiters) w()
+  })
+  await withDeadline('socket open', new Promise<void>((resolve, reject) => {
+    socket.once('open', () => resolve())
+    socket.once('error', reject)
+  }))
+  const send = (frame: Uint8Array | Buffer | string): void => socket.send(frame)
+  send(encodeFrame(writeAuth, options.token ?? null))
+  send(encodeFrame(writeSyncStep1, Y.encodeStateVector(doc)))
+
+  const waitFor = <T>(what: string, find: () => T | undefined, ms = 10_000): Promise<T> =>
+    withDeadline(
+      what,
+      new Promise<T>((resolve, reject) => {
+        const check = (): void => {
+          const found = find()
+          if (found !== undefined) {
+            waiters.delete(check)
+            resolve(found)
+          } else if (socket.readyState === WebSocket.CLOSED) {
+            waiters.delete(check)
+            reject(new Error(`socket closed while waiting for ${what}`))
+          }
+        }
+        waiters.add(check)
+        check()
+      }),
+      ms,
+    )
+
+  return {
+    socket,
+    messages,
+    doc,
+    closed,
+    send,
+    sendUpdate: (update) => send(encodeFrame(writeUpdate, update)),
+    next: (kind, match, ms) =>
+      waitFor(`a ${kind} message`, () => messages.find((m): m is any => m.kind === kind && (match?.(m as any) ?? true)) as any, ms),
+    saved: async (count, ms) => {
+      await waitFor(`saved >= ${count}`, () => (messages.some((m) => m.kind === 'saved' && m.count >= count) ? true : undefined), ms)
+    },
+    close: () => socket.close(),
+  }
+}
