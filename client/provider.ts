@@ -1,0 +1,372 @@
+/**
+ * TandemProvider: binds a Y.Doc (and its Awareness) to a Tandem room, in browsers and in Node
+ * (SPEC section 8). It authenticates inside the socket, syncs, relays local edits and presence,
+ * reconnects with capped exponential backoff and jitter, fetches fresh tokens when the old one
+ * expired, stops for good on a final (44xx) close and says why, and turns every server decision
+ * into state (`status`, `synced`, `self`, `readOnly`, `unsavedChanges`) and events.
+ */
+
+import { ObservableV2 } from 'lib0/observable'
+import { Awareness, applyAwarenessUpdate, encodeAwarenessUpdate, removeAwarenessStates } from 'y-protocols/awareness'
+import * as Y from 'yjs'
+import { CloseCode, type ErrorCode, TandemError, isFinalCloseCode } from '../protocol/errors.ts'
+import {
+  type Identity,
+  type ServerMessage,
+  decodeServerMessage,
+  encodeFrame,
+  writeAuth,
+  writeAwareness,
+  writeSyncStep1,
+  writeSyncStep2,
+  writeUpdate,
+} from '../protocol/messages.ts'
+import { type Permission, canWrite, canWritePresence, fromPermissionBits } from '../protocol/permissions.ts'
+import { CrossTab } from './cross-tab.ts'
+import { type AuthOption, TokenSource } from './token-source.ts'
+import { UnsavedChanges } from './unsaved.ts'
+
+export type Status = 'connecting' | 'connected' | 'disconnected'
+
+export interface Self {
+  readonly connectionId: string
+  readonly userId: string | null
+  readonly actor: unknown
+  readonly info: unknown
+  readonly permissions: Permission[]
+}
+
+export interface TandemProviderOptions {
+  /** The server's base URL, e.g. `ws://localhost:1234`. */
+  readonly url: string
+  readonly room: string
+  readonly doc: Y.Doc
+  readonly auth: AuthOption
+  /** Created when absent; `null` disables presence. */
+  readonly awareness?: Awareness | null
+  /** A WebSocket class for runtimes without one (Node: `ws`). */
+  readonly WebSocketPolyfill?: typeof WebSocket
+  /** Connect at once (default true). */
+  readonly connect?: boolean
+  /** Longest wait between reconnection attempts (default 10 s). */
+  readonly maxBackoffMs?: number
+  /** Share edits with other tabs over BroadcastChannel while the session may write (default true). */
+  readonly crossTab?: boolean
+  readonly fetch?: typeof fetch
+}
+
+export interface ProviderEvents {
+  status: (event: { status: Status }) => void
+  synced: (event: { synced: boolean }) => void
+  authenticated: (self: Self) => void
+  'access-changed': (event: { permissions: Permission[]; readOnly: boolean }) => void
+  revoked: (event: { code: ErrorCode; reason: string }) => void
+  saved: (event: { unsavedChanges: number }) => void
+  error: (error: TandemError) => void
+}
+
+/** A socket that received nothing for this long is dead (the server sends at least every 15 s). */
+const SILENCE_MS = 30_000
+const BACKOFF_BASE_MS = 100
+/** Origin of updates applied from another tab. */
+const CROSS_TAB = { crossTab: true }
+
+export class TandemProvider extends ObservableV2<ProviderEvents> {
+  readonly doc: Y.Doc
+  readonly awareness: Awareness | null
+  readonly room: string
+
+  status: Status = 'disconnected'
+  synced = false
+  self: Self | null = null
+
+  readonly #url: string
+  readonly #tokens: TokenSource
+  readonly #WebSocket: typeof WebSocket
+  readonly #maxBackoffMs: number
+  readonly #crossTabEnabled: boolean
+  readonly #unsaved = new UnsavedChanges()
+
+  #socket: WebSocket | null = null
+  #shouldConnect = false
+  #attempt = 0
+  #reconnectTimer: ReturnType<typeof setTimeout> | null = null
+  #silenceTimer: ReturnType<typeof setInterval> | null = null
+  #lastMessageAt = 0
+  #permissions = 0
+  #lastError: TandemError | null = null
+  #freshToken = false
+  #crossTab: CrossTab | null = null
+  #refreshWaiters: { resolve: () => void; reject: (err: TandemError) => void }[] = []
+
+  constructor(options: TandemProviderOptions) {
+    super()
+    this.doc = options.doc
+    this.room = options.room
+    this.awareness = options.awareness === undefined ? new Awareness(options.doc) : options.awareness
+    this.#url = options.url.replace(/\/+$/, '')
+    this.#tokens = new TokenSource(options.auth, options.room, options.fetch ?? globalThis.fetch?.bind(globalThis))
+    const WebSocketImpl = options.WebSocketPolyfill ?? globalThis.WebSocket
+    if (WebSocketImpl === undefined) throw new TandemError('server_error', 'no WebSocket: pass WebSocketPolyfill (e.g. from "ws")')
+    this.#WebSocket = WebSocketImpl
+    this.#maxBackoffMs = options.maxBackoffMs ?? 10_000
+    this.#crossTabEnabled = (options.crossTab ?? true) && CrossTab.supported()
+    this.doc.on('update', this.#onDocUpdate)
+    this.awareness?.on('update', this.#onAwarenessUpdate)
+    if (options.connect ?? true) this.connect()
+  }
+
+  /** True unless the session may write (also before it is known). */
+  get readOnly(): boolean {
+    return !canWrite(this.#permissions)
+  }
+
+  /** Local changes not yet acknowledged as stored by the server. */
+  get unsavedChanges(): number {
+    return this.#unsaved.count
+  }
+
+  connect(): void {
+    this.#shouldConnect = true
+    if (this.#socket === null && this.#reconnectTimer === null) void this.#open()
+  }
+
+  /** Closes the socket and stops reconnecting; `connect()` resumes. */
+  disconnect(): void {
+    this.#shouldConnect = false
+    if (this.#reconnectTimer !== null) clearTimeout(this.#reconnectTimer)
+    this.#reconnectTimer = null
+    this.#socket?.close(CloseCode.normal)
+  }
+
+  /** Re-runs authentication with a fresh token, without reconnecting. */
+  async refreshAuth(): Promise<void> {
+    const token = await this.#tokens.get(true)
+    const socket = this.#socket
+    if (socket === null || socket.readyState !== this.#WebSocket.OPEN || this.self === null) {
+      this.#freshToken = false // the next connection uses the token just fetched
+      return
+    }
+    await new Promise<void>((resolve, reject) => {
+      this.#refreshWaiters.push({ resolve, reject })
+      this.#send(encodeFrame(writeAuth, token))
+    })
+  }
+
+  override destroy(): void {
+    if (this.awareness !== null && this.#socket !== null && canWritePresence(this.#permissions)) {
+      removeAwarenessStates(this.awareness, [this.doc.clientID], 'destroy')
+    }
+    this.disconnect()
+    this.#closeCrossTab()
+    this.doc.off('update', this.#onDocUpdate)
+    this.awareness?.off('update', this.#onAwarenessUpdate)
+    super.destroy()
+  }
+
+  async #open(): Promise<void> {
+    this.#setStatus('connecting')
+    let token: string
+    try {
+      token = await this.#tokens.get(this.#freshToken)
+    } catch (err) {
+      this.#fail(err instanceof TandemError ? err : new TandemError('unauthorized', String(err)))
+      if (this.#shouldConnect && this.#tokens.canRefresh) this.#scheduleReconnect()
+      else this.#setStatus('disconnected')
+      return
+    }
+    if (!this.#shouldConnect) return this.#setStatus('disconnected')
+    this.#freshToken = false
+    const socket = new this.#WebSocket(`${this.#url}/v1/sync/${encodeURIComponent(this.room)}`)
+    socket.binaryType = 'arraybuffer'
+    this.#socket = socket
+    this.#lastError = null
+    socket.onopen = () => {
+      this.#lastMessageAt = Date.now()
+      this.#send(encodeFrame(writeAuth, token))
+      this.#send(encodeFrame(writeSyncStep1, Y.encodeStateVector(this.doc)))
+      this.#silenceTimer = setInterval(() => {
+        if (Date.now() - this.#lastMessageAt > SILENCE_MS) socket.close()
+      }, SILENCE_MS / 3)
+    }
+    socket.onmessage = (event: MessageEvent) => {
+      this.#lastMessageAt = Date.now()
+      try {
+        this.#receive(decodeServerMessage(new Uint8Array(event.data as ArrayBuffer)))
+      } catch (err) {
+        this.#fail(err instanceof TandemError ? err : new TandemError('malformed_message', String(err)))
+      }
+    }
+    socket.onclose = (event: CloseEvent) => this.#onClose(socket, event.code, event.reason)
+    socket.onerror = () => {} // a close event follows with the code
+  }
+
+  #receive(message: ServerMessage): void {
+    switch (message.kind) {
+      case 'authenticated':
+        return this.#onAuthenticated(message.identity)
+      case 'sync-step-1':
+        // The server asks a writer for what it lacks: everything not yet sent goes now.
+        this.#unsaved.sentStep2()
+        this.#send(encodeFrame(writeSyncStep2, Y.encodeStateAsUpdate(this.doc, message.stateVector)))
+        return
+      case 'sync-step-2':
+        Y.applyUpdate(this.doc, message.update, this)
+        if (!this.synced) {
+          this.synced = true
+          this.#attempt = 0
+          this.emit('synced', [{ synced: true }])
+        }
+        return
+      case 'update':
+        Y.applyUpdate(this.doc, message.update, this)
+        return
+      case 'awareness':
+        if (this.awareness !== null) applyAwarenessUpdate(this.awareness, message.update, this)
+        return
+      case 'access-changed':
+        return this.#setPermissions(message.permissions)
+      case 'saved':
+        this.#unsaved.saved(message.count)
+        this.emit('saved', [{ unsavedChanges: this.#unsaved.count }])
+        return
+      case 'error':
+        return this.#onServerError(new TandemError(message.code, message.message))
+      case 'permission-denied':
+        return this.#onServerError(new TandemError('forbidden', message.reason))
+      default: {
+        const unreachable: never = message
+        return unreachable
+      }
+    }
+  }
+
+  #onAuthenticated(identity: Identity): void {
+    const actor = identity.actor as { kind?: string; userId?: string } | null
+    this.self = {
+      connectionId: identity.connectionId,
+      userId: actor?.kind === 'user' && typeof actor.userId === 'string' ? actor.userId : null,
+      actor: identity.actor,
+      info: identity.info,
+      permissions: fromPermissionBits(identity.permissions),
+    }
+    const first = this.status !== 'connected'
+    this.#setPermissions(identity.permissions, !first)
+    this.#setStatus('connected')
+    this.emit('authenticated', [this.self])
+    for (const waiter of this.#refreshWaiters.splice(0)) waiter.resolve()
+    if (first && this.awareness !== null && canWritePresence(this.#permissions) && this.awareness.getLocalState() !== null) {
+      this.#send(encodeFrame(writeAwareness, encodeAwarenessUpdate(this.awareness, [this.doc.clientID])))
+    }
+  }
+
+  #setPermissions(permissions: number, announce = true): void {
+    const changed = permissions !== this.#permissions
+    this.#permissions = permissions
+    if (this.self !== null) this.self = { ...this.self, permissions: fromPermissionBits(permissions) }
+    if (canWrite(permissions)) this.#openCrossTab()
+    else this.#closeCrossTab()
+    if (changed && announce) this.emit('access-changed', [{ permissions: fromPermissionBits(permissions), readOnly: this.readOnly }])
+  }
+
+  #onServerError(error: TandemError): void {
+    this.#lastError = error
+    for (const waiter of this.#refreshWaiters.splice(0)) waiter.reject(error)
+    // Asked for a fresh token while the socket stays: refresh without reconnecting.
+    if (error.code === 'token_expired' && this.#tokens.canRefresh) {
+      void this.refreshAuth().catch((err: unknown) => this.#fail(err instanceof TandemError ? err : new TandemError('unauthorized', String(err))))
+    }
+    this.emit('error', [error])
+  }
+
+  #onClose(socket: WebSocket, code: number, reason: string): void {
+    if (this.#socket !== socket) return
+    this.#socket = null
+    if (this.#silenceTimer !== null) clearInterval(this.#silenceTimer)
+    this.#silenceTimer = null
+    this.#unsaved.disconnected()
+    if (this.synced) {
+      this.synced = false
+      this.emit('synced', [{ synced: false }])
+    }
+    if (this.awareness !== null) {
+      const others = [...this.awareness.getStates().keys()].filter((id) => id !== this.doc.clientID)
+      removeAwarenessStates(this.awareness, others, this)
+    }
+    const error = this.#lastError
+    for (const waiter of this.#refreshWaiters.splice(0)) waiter.reject(error ?? new TandemError('server_error', 'connection closed'))
+    if (code === CloseCode.unauthorized && error?.code === 'token_expired' && this.#tokens.canRefresh && this.#shouldConnect) {
+      this.#freshToken = true
+      this.#setStatus('disconnected')
+      this.#scheduleReconnect()
+      return
+    }
+    if (isFinalCloseCode(code)) {
+      this.#shouldConnect = false
+      this.#closeCrossTab()
+      const final = error ?? new TandemError(code === CloseCode.roomDeleted ? 'room_not_found' : 'forbidden', reason || `closed with ${code}`)
+      this.#setStatus('disconnected')
+      if (final.code === 'revoked' || final.code === 'room_not_found') this.emit('revoked', [{ code: final.code, reason: final.message }])
+      if (error === null) this.emit('error', [final])
+      return
+    }
+    this.#setStatus('disconnected')
+    if (this.#shouldConnect) this.#scheduleReconnect()
+  }
+
+  #scheduleReconnect(): void {
+    const cap = Math.min(this.#maxBackoffMs, BACKOFF_BASE_MS * 2 ** this.#attempt)
+    this.#attempt++
+    const delay = cap / 2 + Math.random() * (cap / 2)
+    this.#reconnectTimer = setTimeout(() => {
+      this.#reconnectTimer = null
+      if (this.#shouldConnect) void this.#open()
+    }, delay)
+  }
+
+  #onDocUpdate = (update: Uint8Array, origin: unknown): void => {
+    if (origin === this) return
+    if (origin !== CROSS_TAB) this.#crossTab?.publish(update)
+    this.#unsaved.local()
+    if (this.self !== null && canWrite(this.#permissions) && this.#isOpen()) {
+      this.#unsaved.sentUpdate()
+      this.#send(encodeFrame(writeUpdate, update))
+    }
+  }
+
+  #onAwarenessUpdate = (change: { added: number[]; updated: number[]; removed: number[] }, origin: unknown): void => {
+    if (origin === this || this.awareness === null) return
+    // Only this client's own state: re-sending others' would be refused as spoofing.
+    const own = [...change.added, ...change.updated, ...change.removed].includes(this.doc.clientID)
+    if (own && this.self !== null && canWritePresence(this.#permissions) && this.#isOpen()) {
+      this.#send(encodeFrame(writeAwareness, encodeAwarenessUpdate(this.awareness, [this.doc.clientID])))
+    }
+  }
+
+  #openCrossTab(): void {
+    if (this.#crossTabEnabled && this.#crossTab === null) this.#crossTab = new CrossTab(`tandem:${this.#url}:${this.room}`, this.doc, CROSS_TAB)
+  }
+
+  #closeCrossTab(): void {
+    this.#crossTab?.close()
+    this.#crossTab = null
+  }
+
+  #isOpen(): boolean {
+    return this.#socket !== null && this.#socket.readyState === this.#WebSocket.OPEN
+  }
+
+  #send(frame: Uint8Array): void {
+    if (this.#isOpen()) this.#socket!.send(frame)
+  }
+
+  #setStatus(status: Status): void {
+    if (this.status === status) return
+    this.status = status
+    this.emit('status', [{ status }])
+  }
+
+  #fail(error: TandemError): void {
+    this.emit('error', [error])
+  }
+}
