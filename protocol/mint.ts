@@ -96,7 +96,9 @@ const times = (options: MintOptions): { iat: number; exp: number } => {
   }
   const now = options.now ?? Date.now()
   if (!Number.isFinite(now)) throw invalid('now must be a finite number')
-  const iat = Math.floor(now / 1000)
+  // iat keeps milliseconds (a NumericDate may be fractional, RFC 7519 section 2), so a revocation
+  // refuses exactly the tokens minted before it, even within the same second.
+  const iat = now / 1000
   return { iat, exp: iat + ttl }
 }
 

@@ -27,7 +27,8 @@ const accessMap = {
 const accessPatch = {
   type: 'object',
   propertyNames: id,
-  additionalProperties: { anyOf: [permissionList, { type: 'null' }] },
+  // null first: Fastify's Ajv coerces types, and would turn null into the first type that takes it.
+  additionalProperties: { anyOf: [{ type: 'null' }, permissionList] },
   maxProperties: 10_000,
 } as const
 
@@ -36,7 +37,7 @@ const metadata = { type: 'object', propertyNames: { type: 'string', minLength: 1
 const metadataPatch = {
   type: 'object',
   propertyNames: { type: 'string', minLength: 1, maxLength: 128 },
-  additionalProperties: { anyOf: [...metadataValue.anyOf, { type: 'null' }] },
+  additionalProperties: { anyOf: [{ type: 'null' }, ...metadataValue.anyOf] },
   maxProperties: 100,
 } as const
 
