@@ -77,6 +77,26 @@ export interface AccessTokenInput {
 
 const invalid = (message: string): TandemError => new TandemError('invalid_request', message)
 
+/** userInfo travels in every token and to every peer: it stays small and shallow. */
+export const MAX_INFO_DEPTH = 16
+export const MAX_INFO_BYTES = 16 * 1024
+
+const depthWithin = (value: unknown, depth: number): boolean => {
+  if (value === null || typeof value !== 'object') return true
+  if (depth === 0) return false
+  return Object.values(value).every((v) => depthWithin(v, depth - 1))
+}
+
+/** Whether `value` is JSON nested at most `depth` levels and at most MAX_INFO_BYTES long. */
+export const isSmallJson = (value: unknown, depth: number): boolean => {
+  if (!depthWithin(value, depth)) return false
+  try {
+    return JSON.stringify(value).length <= MAX_INFO_BYTES
+  } catch {
+    return false
+  }
+}
+
 const checkCommon = (input: {
   readonly userId: unknown
   readonly userInfo?: unknown
@@ -85,6 +105,9 @@ const checkCommon = (input: {
 }): void => {
   if (!isValidUserId(input.userId)) throw invalid(`userId must be 1 to ${MAX_ID_LENGTH} characters, no control characters`)
   if (input.userInfo !== undefined && !isPlainObject(input.userInfo)) throw invalid('userInfo must be an object')
+  if (input.userInfo !== undefined && !isSmallJson(input.userInfo, MAX_INFO_DEPTH)) {
+    throw invalid(`userInfo must be JSON nested at most ${MAX_INFO_DEPTH} levels, at most ${MAX_INFO_BYTES} bytes`)
+  }
   if (input.sessionId !== undefined && !isValidId(input.sessionId)) throw invalid('sessionId is not a valid id')
   if (input.tenantId !== undefined && !isValidId(input.tenantId)) throw invalid('tenantId is not a valid id')
 }

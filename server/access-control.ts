@@ -53,7 +53,8 @@ export class AccessControl {
 
   /** Closes a user's sessions (in one room, or everywhere) and refuses their older tokens. */
   async revoke(userId: string, roomId: string | null): Promise<number> {
-    await this.#store.revoke(userId, roomId, Date.now())
+    const at = Date.now()
+    await this.#store.revoke(userId, roomId, at)
     let closed = 0
     for (const connection of [...this.#connections]) {
       const actor = connection.session?.actor
@@ -62,6 +63,8 @@ export class AccessControl {
         closed++
       }
     }
+    // Tokens minted from now on must be newer than the revocation: not in its very millisecond.
+    while (Date.now() <= at) await new Promise((resolve) => setTimeout(resolve, 1))
     return closed
   }
 

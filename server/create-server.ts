@@ -18,6 +18,7 @@ import { LimitedWebSocket } from './limited-socket.ts'
 import { Metrics } from './metrics.ts'
 import { type ServerOptions, resolveOptions } from './options.ts'
 import { errorHandler, restApi } from './rest/index.ts'
+import { validatorCompiler } from './rest/validation.ts'
 import { RoomRegistry } from './rooms.ts'
 import { isValidRoomId } from './store/keys.ts'
 import { openLevelStore } from './store/level-store.ts'
@@ -69,6 +70,7 @@ export async function createServer(options: ServerOptions): Promise<FastifyInsta
 
 async function build(options: ServerOptions, resolved: ReturnType<typeof resolveOptions>, store: Store): Promise<FastifyInstance> {
   const app = Fastify({ ...loggerOptions(options), return503OnClosing: true, requestTimeout: 30_000 })
+  app.setValidatorCompiler(validatorCompiler)
   app.setErrorHandler(errorHandler)
   app.setNotFoundHandler((request, reply) => reply.code(404).send({ error: 'invalid_request', message: `no route ${request.method} ${request.url.split('?')[0]}` }))
   const metrics = new Metrics()

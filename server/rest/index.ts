@@ -27,7 +27,7 @@ const secretCheck = (secret: string) => {
   const expected = digest(secret)
   return async (request: FastifyRequest): Promise<void> => {
     const header = request.headers.authorization
-    const presented = header?.startsWith('Bearer ') ? header.slice(7) : null
+    const presented = header !== undefined && /^bearer /i.test(header) ? header.slice(7) : null
     if (presented === null || !timingSafeEqual(digest(presented), expected)) {
       throw new TandemError('unauthorized', 'send the server secret as Authorization: Bearer <secret>')
     }

@@ -17,6 +17,7 @@ import { KeyedSerial } from '../serial.ts'
 import type { RoomRecord, Store } from '../store/types.ts'
 import { validateStateVector, validateUpdate } from '../update-validator.ts'
 import * as schema from './schemas.ts'
+import { binaryBody } from './validation.ts'
 
 export interface RoomRoutesDeps {
   readonly store: Store
@@ -209,22 +210,28 @@ export async function roomRoutes(app: FastifyInstance, deps: RoomRoutesDeps): Pr
     {
       schema: {
         summary: 'Apply a Yjs V1 update as the service actor; live editors receive it at once',
+        consumes: ['application/octet-stream'],
         ...params,
+        body: binaryBody,
         response: { 200: { type: 'object', properties: { ok: { type: 'boolean' } }, required: ['ok'] }, 413: schema.errorBody, ...errors },
       },
     },
     async (request) => {
       const { roomId } = request.params
       if (!Buffer.isBuffer(request.body)) throw new TandemError('invalid_request', 'send the update as application/octet-stream')
-      const { clients } = validateUpdate(request.body)
-      await requireRoom(roomId)
-      const room = await registry.acquire(roomId)
-      try {
-        room.applyUpdate(request.body, restWriter, clients)
-        await room.flush()
-      } finally {
-        registry.released(room)
-      }
+      const update = request.body
+      const { clients } = validateUpdate(update)
+      // Serialised with DELETE: a write racing a deletion must not bring the document back.
+      await serial.run(roomId, async () => {
+        await requireRoom(roomId)
+        const room = await registry.acquire(roomId)
+        try {
+          room.applyUpdate(update, restWriter, clients)
+          await room.flush()
+        } finally {
+          registry.released(room)
+        }
+      })
       return { ok: true }
     },
   )
