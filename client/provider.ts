@@ -98,6 +98,8 @@ export class TandemProvider extends ObservableV2<ProviderEvents> {
   #freshToken = false
   #crossTab: CrossTab | null = null
   #refreshWaiters: { resolve: () => void; reject: (err: TandemError) => void }[] = []
+  /** Whether the current socket's session is established (a refresh can go through it). */
+  #socketAuthenticated = false
 
   constructor(options: TandemProviderOptions) {
     super()
@@ -143,7 +145,7 @@ export class TandemProvider extends ObservableV2<ProviderEvents> {
   async refreshAuth(): Promise<void> {
     const token = await this.#tokens.get(true)
     const socket = this.#socket
-    if (socket === null || socket.readyState !== this.#WebSocket.OPEN || this.self === null) {
+    if (socket === null || socket.readyState !== this.#WebSocket.OPEN || !this.#socketAuthenticated) {
       this.#freshToken = false // the next connection uses the token just fetched
       return
     }
@@ -170,7 +172,10 @@ export class TandemProvider extends ObservableV2<ProviderEvents> {
     try {
       token = await this.#tokens.get(this.#freshToken)
     } catch (err) {
-      this.#fail(err instanceof TandemError ? err : new TandemError('unauthorized', String(err)))
+      const error = err instanceof TandemError ? err : new TandemError('unauthorized', String(err))
+      this.#fail(error)
+      // The app's auth endpoint said no (403): asking again will not change its mind.
+      if (error.code === 'forbidden') this.#shouldConnect = false
       if (this.#shouldConnect && this.#tokens.canRefresh) this.#scheduleReconnect()
       else this.#setStatus('disconnected')
       return
@@ -180,6 +185,7 @@ export class TandemProvider extends ObservableV2<ProviderEvents> {
     const socket = new this.#WebSocket(`${this.#url}/v1/sync/${encodeURIComponent(this.room)}`)
     socket.binaryType = 'arraybuffer'
     this.#socket = socket
+    this.#socketAuthenticated = false
     this.#lastError = null
     socket.onopen = () => {
       this.#lastMessageAt = Date.now()
@@ -250,18 +256,21 @@ export class TandemProvider extends ObservableV2<ProviderEvents> {
       info: identity.info,
       permissions: fromPermissionBits(identity.permissions),
     }
-    const first = this.status !== 'connected'
+    const first = !this.#socketAuthenticated
+    this.#socketAuthenticated = true
     this.#setPermissions(identity.permissions, !first)
     this.#setStatus('connected')
     this.emit('authenticated', [this.self])
     for (const waiter of this.#refreshWaiters.splice(0)) waiter.resolve()
-    if (first && this.awareness !== null && canWritePresence(this.#permissions) && this.awareness.getLocalState() !== null) {
-      this.#send(encodeFrame(writeAwareness, encodeAwarenessUpdate(this.awareness, [this.doc.clientID])))
-    }
+    // A new session shows our presence with a newer clock: peers (and the server's tombstone)
+    // ignore a state at the clock they last saw removed (yjs/y-websocket#122).
+    const local = this.awareness?.getLocalState() ?? null
+    if (first && local !== null) this.awareness!.setLocalState(local)
   }
 
   #setPermissions(permissions: number, announce = true): void {
     const changed = permissions !== this.#permissions
+    if (canWrite(this.#permissions) && !canWrite(permissions)) this.#unsaved.writeLost()
     this.#permissions = permissions
     if (this.self !== null) this.self = { ...this.self, permissions: fromPermissionBits(permissions) }
     if (canWrite(permissions)) this.#openCrossTab()
@@ -273,7 +282,7 @@ export class TandemProvider extends ObservableV2<ProviderEvents> {
     this.#lastError = error
     for (const waiter of this.#refreshWaiters.splice(0)) waiter.reject(error)
     // Asked for a fresh token while the socket stays: refresh without reconnecting.
-    if (error.code === 'token_expired' && this.#tokens.canRefresh) {
+    if (error.code === 'token_expired' && this.#tokens.canRefresh && this.#socketAuthenticated) {
       void this.refreshAuth().catch((err: unknown) => this.#fail(err instanceof TandemError ? err : new TandemError('unauthorized', String(err))))
     }
     this.emit('error', [error])
@@ -303,7 +312,7 @@ export class TandemProvider extends ObservableV2<ProviderEvents> {
     }
     if (isFinalCloseCode(code)) {
       this.#shouldConnect = false
-      this.#closeCrossTab()
+      this.#setPermissions(0, false)
       const final = error ?? new TandemError(code === CloseCode.roomDeleted ? 'room_not_found' : 'forbidden', reason || `closed with ${code}`)
       this.#setStatus('disconnected')
       if (final.code === 'revoked' || final.code === 'room_not_found') this.emit('revoked', [{ code: final.code, reason: final.message }])

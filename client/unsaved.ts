@@ -41,6 +41,17 @@ export class UnsavedChanges {
     while (this.#inflight.length > 0 && this.#inflight[0]!.write <= count) this.#inflight.shift()
   }
 
+  /**
+   * The session lost write: the server may refuse what is in flight (it still counts it), so those
+   * changes count as unsent again; the sync step 2 sent once write is back carries them.
+   */
+  writeLost(): void {
+    for (const w of this.#inflight) {
+      this.#unsent += w.changes
+      w.changes = 0
+    }
+  }
+
   /** The connection dropped: writes not acknowledged must go again. */
   disconnected(): void {
     for (const w of this.#inflight) this.#unsent += w.changes

@@ -7,7 +7,7 @@
 
 import type { FastifyBaseLogger } from 'fastify'
 import { CloseCode, TandemError } from '../protocol/errors.ts'
-import type { PermissionBits } from '../protocol/permissions.ts'
+import { type PermissionBits, closePermissionBits } from '../protocol/permissions.ts'
 import { resolvePermissions } from './access.ts'
 import type { Connection } from './connection.ts'
 import type { Authorize, Session } from './session.ts'
@@ -18,6 +18,7 @@ export class AccessControl {
   readonly #authorize: Authorize | undefined
   readonly #connections: ReadonlySet<Connection>
   readonly #log: FastifyBaseLogger
+  #epoch = 0
 
   constructor(store: RoomStore, authorize: Authorize | undefined, connections: ReadonlySet<Connection>, log: FastifyBaseLogger) {
     this.#store = store
@@ -26,18 +27,28 @@ export class AccessControl {
     this.#log = log
   }
 
+  /**
+   * Grows with every access change (ACL update, revocation, deletion). A connection whose
+   * permissions were decided before a change it did not see yet (it was still joining) decides again.
+   */
+  get epoch(): number {
+    return this.#epoch
+  }
+
   /** The session's permissions in `roomId`; throws `forbidden` when `authorize` denies. */
   async evaluate(roomId: string, session: Omit<Session, 'permissions'>): Promise<PermissionBits> {
     const record = await this.#store.getRoom(roomId)
-    const permissions = resolvePermissions(roomId, record, session.identity)
+    const permissions = closePermissionBits(resolvePermissions(roomId, record, session.identity))
     if (this.#authorize === undefined) return permissions
     const decided = await this.#authorize({ ...session, permissions }, { id: roomId, record })
-    if (typeof decided === 'number') return decided
+    // The app's bits are closed under implication too: what the client is told is what is enforced.
+    if (typeof decided === 'number') return closePermissionBits(decided)
     throw new TandemError('forbidden', decided.reason)
   }
 
   /** Re-evaluates every live session in a room after its ACL changed. */
   async roomChanged(roomId: string): Promise<void> {
+    this.#epoch++
     await Promise.all(
       [...this.#connections].filter((c) => c.roomId === roomId && c.isOpen).map(async (connection) => {
         const session = connection.session!
@@ -54,6 +65,7 @@ export class AccessControl {
   /** Closes a user's sessions (in one room, or everywhere) and refuses their older tokens. */
   async revoke(userId: string, roomId: string | null): Promise<number> {
     const at = Date.now()
+    this.#epoch++
     await this.#store.revoke(userId, roomId, at)
     let closed = 0
     for (const connection of [...this.#connections]) {
@@ -70,6 +82,7 @@ export class AccessControl {
 
   /** Closes every session of a deleted room with 4404. */
   roomDeleted(roomId: string): void {
+    this.#epoch++
     for (const connection of [...this.#connections]) {
       if (connection.roomId === roomId) connection.end(new TandemError('room_not_found', 'the room was deleted'), CloseCode.roomDeleted)
     }

@@ -84,6 +84,7 @@ export class Connection implements RoomMember {
   #missedPongs = 0
   readonly #noticeAt = new Map<ErrorCode, number>()
   #expiryTimer: NodeJS.Timeout | null = null
+  #reauthAttempt = 0
   readonly #messageBudget: TokenBucket
   readonly #byteBudget: TokenBucket
 
@@ -234,18 +235,25 @@ export class Connection implements RoomMember {
 
   async #authenticate(credentials: Credentials): Promise<void> {
     this.#state = 'authenticating'
+    let room: Room | null = null
     try {
-      const session = await this.#establish(credentials)
-      if (this.#closed()) return
-      this.#session = session
-      this.#state = 'joining'
-      const room = await this.#ctx.registry.acquire(this.roomId)
+      // Decided again while an access change happened meanwhile (the connection could not hear it).
+      for (;;) {
+        const epoch = this.#ctx.access.epoch
+        const session = await this.#establish(credentials)
+        if (this.#closed()) break
+        this.#session = session
+        this.#state = 'joining'
+        room ??= await this.#ctx.registry.acquire(this.roomId)
+        if (this.#closed() || this.#ctx.access.epoch === epoch) break
+      }
       if (this.#closed()) {
-        this.#ctx.registry.released(room)
+        if (room !== null) this.#ctx.registry.released(room)
         return
       }
-      this.#open(room, session)
+      this.#open(room!, this.#session!)
     } catch (err) {
+      if (room !== null) this.#ctx.registry.released(room)
       this.#onError(err)
     }
   }
@@ -302,8 +310,9 @@ export class Connection implements RoomMember {
       case 'sync-step-2':
       case 'update': {
         if (!canWrite(permissions)) {
-          // Dropped whole: never applied, stored or relayed.
+          // Dropped whole: never applied, stored or relayed; counted so `saved` stays in step.
           this.#ctx.metrics.rejected.read_only++
+          room.skipWrite(this)
           this.#notice('read_only', 'this session may not write to the room')
           return
         }
@@ -345,17 +354,18 @@ export class Connection implements RoomMember {
   }
 
   async #reauthenticate(token: string | null): Promise<void> {
+    // The token sent last decides, whichever verification finishes first.
+    const attempt = ++this.#reauthAttempt
     try {
       const session = await this.#establish({ roomId: this.roomId, token, via: 'tandem' })
-      const room = this.#room
-      if (this.#state !== 'open' || room === null) return
-      const hadWrite = canWrite(this.#session!.permissions)
+      if (this.#state !== 'open' || attempt !== this.#reauthAttempt) return
+      const previous = this.#session!.permissions
       this.#session = session
       this.#armExpiry(session.expiresAt)
       this.send(encodeFrame(writeAuthenticated, { ...session }))
-      if (!hadWrite && canWrite(session.permissions)) this.send(encodeFrame(writeSyncStep1, Y.encodeStateVector(room.doc)))
+      this.#permissionsChanged(previous, session.permissions)
     } catch (err) {
-      this.#onError(err)
+      if (attempt === this.#reauthAttempt) this.#onError(err)
     }
   }
 
@@ -372,12 +382,19 @@ export class Connection implements RoomMember {
       return
     }
     if (permissions === session.permissions) return
-    const gainsWrite = !canWrite(session.permissions) && canWrite(permissions)
+    const previous = session.permissions
     session.permissions = permissions
     if (this.#mode === 'tandem') this.send(encodeFrame(writeAccessChanged, permissions))
+    this.#permissionsChanged(previous, permissions)
+  }
+
+  /** What follows a change of permissions, however it came (ACL change or re-authentication). */
+  #permissionsChanged(previous: PermissionBits, permissions: PermissionBits): void {
+    const room = this.#room
+    if (room === null) return
     // A reader that may now write is asked for what it has, as a writer is on joining.
-    if (gainsWrite) this.send(encodeFrame(writeSyncStep1, Y.encodeStateVector(room.doc)))
-    if (!canWritePresence(permissions)) {
+    if (!canWrite(previous) && canWrite(permissions)) this.send(encodeFrame(writeSyncStep1, Y.encodeStateVector(room.doc)))
+    if (canWritePresence(previous) && !canWritePresence(permissions)) {
       const removals = room.presence.removeOwner(this)
       if (removals.length > 0) room.relayAwareness(removals, this)
     }

@@ -162,6 +162,15 @@ export class Room {
     this.#kickStore()
   }
 
+  /**
+   * Counts a write that was refused (a reader's), so acknowledgements stay in step with what the
+   * writer sent: its `saved` count covers every write handled, stored or not.
+   */
+  skipWrite(origin: Writer): void {
+    this.#contribute(origin, 0, [])
+    this.#kickStore()
+  }
+
   #contribute(origin: Writer, bytes: number, clientIDs: readonly number[]): void {
     let contribution = this.#queueWriters.get(origin)
     if (contribution === undefined) {

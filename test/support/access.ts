@@ -1,8 +1,9 @@
 /**
  * Helpers for access-control tests: rooms and ACL changes over REST (real requests with the
  * secret), tokens signed with the test secret, arrival times of a client's messages, a raw client
- * that presents request headers (a trusted gateway's identity headers), and the ordering barrier a
- * connection can put behind its own earlier messages.
+ * that presents request headers (a trusted gateway's identity headers), the ordering barrier a
+ * connection can put behind its own earlier messages, and a LevelDB store whose answers can be held
+ * back to place a change inside a connection's set-up.
  */
 
 import { performance } from 'node:perf_hooks'
@@ -11,6 +12,8 @@ import * as Y from 'yjs'
 import { type AccessTokenInput, type IdTokenInput, type MintOptions, mintAccessToken, mintIdToken } from '../../protocol/mint.ts'
 import type { Permission } from '../../protocol/permissions.ts'
 import { type ServerMessage, decodeServerMessage, encodeFrame, writeAuth, writeSyncStep1, writeUpdate } from '../../protocol/messages.ts'
+import { openLevelStore } from '../../server/store/level-store.ts'
+import type { Store } from '../../server/store/types.ts'
 import type { RawClient } from './raw-client.ts'
 import { TEST_SECRET, type TestServer } from './server.ts'
 import { withDeadline } from './wait.ts'
@@ -160,5 +163,62 @@ export async function headerClient(
       await waitFor(`saved >= ${count}`, () => (messages.some((m) => m.kind === 'saved' && m.count >= count) ? true : undefined), ms)
     },
     close: () => socket.close(),
+  }
+}
+
+/** A store call held until the test releases it: `held` resolves once the call is waiting. */
+export interface Hold {
+  readonly held: Promise<void>
+  release(): void
+}
+
+export interface GatedStore {
+  readonly store: Store
+  /** Holds the answer of the next `method` call for `roomId` until `release()`. */
+  holdNext(method: 'load' | 'getRoom', roomId: string): Hold
+}
+
+/**
+ * A real LevelDB store whose answer to one `load` or `getRoom` of a room can be held back, to put a
+ * REST change deterministically inside a connection's authentication (getRoom: its permissions are
+ * being decided) or its join (load: the room is being loaded). Once released, only promise
+ * continuations stand between the answer and what the connection does with it, so any later socket
+ * or I/O event comes after.
+ */
+export const gatedStore = async (dataDir: string): Promise<GatedStore> => {
+  const inner = await openLevelStore(dataDir)
+  const holds = new Map<string, { entered: () => void; released: Promise<void> }>()
+  // The call runs at once; its answer is what is held (a read made before a change, answered after it).
+  const pass = async <T>(method: string, roomId: string, call: () => Promise<T>): Promise<T> => {
+    const hold = holds.get(`${method}:${roomId}`)
+    if (hold === undefined) return call()
+    holds.delete(`${method}:${roomId}`)
+    const result = await call()
+    hold.entered()
+    await hold.released
+    return result
+  }
+  const store = new Proxy(inner, {
+    get(target, prop) {
+      if (prop === 'load') return (roomId: string) => pass('load', roomId, () => target.load(roomId))
+      if (prop === 'getRoom') return (roomId: string) => pass('getRoom', roomId, () => target.getRoom(roomId))
+      const value = Reflect.get(target, prop, target) as unknown
+      return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value
+    },
+  }) as Store
+  return {
+    store,
+    holdNext(method, roomId) {
+      let entered!: () => void
+      let release!: () => void
+      const held = new Promise<void>((resolve) => {
+        entered = resolve
+      })
+      const released = new Promise<void>((resolve) => {
+        release = resolve
+      })
+      holds.set(`${method}:${roomId}`, { entered, released })
+      return { held: withDeadline(`a held ${method} of ${roomId}`, held), release }
+    },
   }
 }

@@ -1,0 +1,130 @@
+/**
+ * The provider in a real browser (Debian's Chromium through playwright-core): the page script
+ * (test/browser/page.ts, bundled here with esbuild for the browser) binds a <textarea> to a room.
+ * Two writer pages in separate browser contexts (so no BroadcastChannel between them: only the
+ * server carries edits) see each other's typing; a reader page sees the text and is read-only.
+ * Screenshots go to test/artifacts/ (git-ignored).
+ *
+ * Needs /usr/bin/chromium (`apt-get install chromium`): without it this file fails, it never skips.
+ */
+
+import { existsSync, mkdirSync, readFileSync } from 'node:fs'
+import { type Server, createServer as createHttpServer } from 'node:http'
+import { fileURLToPath } from 'node:url'
+import { build } from 'esbuild'
+import { type Browser, type BrowserContext, type Page, chromium } from 'playwright-core'
+import { afterAll, beforeAll, expect, it } from 'vitest'
+import { createRoom, idToken } from './support/access.ts'
+import { type TestServer, startServer } from './support/server.ts'
+
+const CHROMIUM = '/usr/bin/chromium'
+const ARTIFACTS = fileURLToPath(new URL('./artifacts/', import.meta.url))
+const ROOM = 'browser-room'
+
+let server: TestServer
+let pages: Server
+let pagesUrl: string
+let browser: Browser | null = null
+const contexts: BrowserContext[] = []
+const pageErrors: string[] = []
+
+beforeAll(async () => {
+  if (!existsSync(CHROMIUM)) {
+    throw new Error(`Chromium not found at ${CHROMIUM}: install it (Debian: apt-get install -y chromium) to run the browser test`)
+  }
+  const bundle = await build({
+    entryPoints: [fileURLToPath(new URL('./browser/page.ts', import.meta.url))],
+    bundle: true,
+    platform: 'browser',
+    format: 'esm',
+    target: 'es2022',
+    write: false,
+    logLevel: 'silent',
+  })
+  const script = bundle.outputFiles[0]!.contents
+  const html = readFileSync(new URL('./browser/index.html', import.meta.url))
+  pages = createHttpServer((req, res) => {
+    const path = (req.url ?? '/').split('?')[0]
+    if (path === '/') {
+      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' })
+      res.end(html)
+    } else if (path === '/page.js') {
+      res.writeHead(200, { 'content-type': 'text/javascript; charset=utf-8' })
+      res.end(script)
+    } else {
+      res.writeHead(404).end()
+    }
+  })
+  await new Promise<void>((resolve) => pages.listen(0, '127.0.0.1', resolve))
+  const address = pages.address()
+  pagesUrl = `http://127.0.0.1:${typeof address === 'object' && address !== null ? address.port : 0}/`
+
+  server = await startServer({ authenticate: undefined })
+  await createRoom(server, { id: ROOM, defaultAccesses: [], usersAccesses: { ann: ['room:write'], bob: ['room:write'], rita: ['room:read'] } })
+  mkdirSync(ARTIFACTS, { recursive: true })
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ['--no-sandbox', '--disable-background-networking', '--disable-gpu', '--no-first-run'],
+  })
+})
+
+afterAll(async () => {
+  for (const context of contexts) await context.close()
+  await browser?.close()
+  await server?.destroy()
+  await new Promise<void>((resolve) => (pages === undefined ? resolve() : pages.close(() => resolve())))
+})
+
+/** A page in its own browser context (its own BroadcastChannel scope), bound to the room as `userId`. */
+const openPage = async (userId: string): Promise<Page> => {
+  const context = await browser!.newContext({ viewport: { width: 560, height: 220 } })
+  contexts.push(context)
+  const page = await context.newPage()
+  page.on('pageerror', (err) => pageErrors.push(`${userId}: ${err.message}`))
+  const query = new URLSearchParams({ room: ROOM, url: `ws://127.0.0.1:${server.port}`, token: await idToken({ userId }) })
+  await page.goto(`${pagesUrl}?${query}`)
+  await page.waitForFunction(() => window.tandem?.provider.status === 'connected' && window.tandem.provider.synced, null, { timeout: 10_000 })
+  return page
+}
+
+const textareaIs = (page: Page, expected: string): Promise<unknown> =>
+  page.waitForFunction((value) => document.querySelector('textarea')!.value === value, expected, { timeout: 10_000 })
+
+const shot = (page: Page, name: string): Promise<Buffer> => page.screenshot({ path: `${ARTIFACTS}${name}.png` })
+
+it('two writer pages see each other’s typing through the server; a reader page sees it, read-only', async () => {
+  const [page1, page2] = await Promise.all([openPage('ann'), openPage('bob')])
+  expect(await page1.evaluate(() => window.tandem.provider.readOnly)).toBe(false)
+  expect(await page1.evaluate(() => window.tandem.provider.self?.userId)).toBe('ann')
+
+  await page1.fill('textarea', 'hello from page 1')
+  await textareaIs(page2, 'hello from page 1')
+
+  await page2.focus('textarea')
+  await page2.keyboard.press('End')
+  await page2.keyboard.type(', and page 2')
+  await textareaIs(page1, 'hello from page 1, and page 2')
+  await Promise.all(
+    [page1, page2].map((page) => page.waitForFunction(() => window.tandem.provider.unsavedChanges === 0, null, { timeout: 10_000 })),
+  )
+
+  const page3 = await openPage('rita')
+  await textareaIs(page3, 'hello from page 1, and page 2')
+  expect(await page3.evaluate(() => window.tandem.provider.readOnly)).toBe(true)
+  expect(await page3.evaluate(() => window.tandem.provider.self?.permissions)).toEqual(['room:read'])
+  expect(await page3.locator('textarea').evaluate((el) => (el as HTMLTextAreaElement).readOnly)).toBe(true)
+
+  // A reader's own edit stays local: after a writer's later edit reached the reader, the writers
+  // still do not have it (the server relays in order; the provider never sent it).
+  await page3.evaluate(() => window.tandem.text.insert(0, 'R:'))
+  expect(await page3.evaluate(() => window.tandem.provider.unsavedChanges)).toBe(1)
+  await page1.focus('textarea')
+  await page1.keyboard.press('End')
+  await page1.keyboard.type('!')
+  await page3.waitForFunction(() => window.tandem.text.toString().endsWith('page 2!'), null, { timeout: 10_000 })
+  await textareaIs(page2, 'hello from page 1, and page 2!')
+  expect(await page1.evaluate(() => window.tandem.text.toString())).toBe('hello from page 1, and page 2!')
+
+  await Promise.all([shot(page1, 'browser-writer-ann'), shot(page2, 'browser-writer-bob'), shot(page3, 'browser-reader-rita')])
+  expect(pageErrors).toEqual([])
+}, 30_000)
