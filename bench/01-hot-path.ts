@@ -74,8 +74,8 @@ async function runPath(frames: Uint8Array[], expected: string, roomId: string): 
         if (message.kind !== 'update') throw new Error('not an update')
         if (!canWrite(session.permissions)) continue
         const { clients } = validateUpdate(message.update)
-        room.applyUpdate(message.update, sender, clients)
-        void room.flush() // the end of this update's turn: broadcast, encoded once
+        room.applyUpdate(message.update, sender, clients, frames[i]!)
+        room.flushBroadcast() // the end of this update's turn: broadcast, encoded once
       }
       pathUs += (performance.now() - t0) * 1_000
       await turn()

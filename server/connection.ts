@@ -318,7 +318,7 @@ export class Connection implements RoomMember {
         }
         const { clients } = validateUpdate(message.update)
         try {
-          room.applyUpdate(message.update, this, clients)
+          room.applyUpdate(message.update, this, clients, message.kind === 'update' ? frame : null)
         } catch (err) {
           // Yjs can still refuse a well-formed update against some document states; the update
           // was neither queued nor relayed, and its sender is the one to go.

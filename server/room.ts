@@ -72,6 +72,8 @@ export class Room {
   // Broadcast batch of the current turn; origin is the single writer, or null when mixed.
   #batch: Uint8Array[] = []
   #batchOrigin: Writer | null = null
+  /** The frame the batch's only update arrived in, relayed as is (no re-encoding). */
+  #batchFrame: Uint8Array | null = null
   #batchTimer: NodeJS.Immediate | null = null
 
   // Store queue: updates not yet handed to the store, and whose they are.
@@ -138,9 +140,10 @@ export class Room {
 
   /**
    * Applies a validated update by `origin` (its Yjs clientIDs from validation) and queues it for
-   * the fan-out and the store. Throws if Yjs refuses it; nothing is then queued.
+   * the fan-out and the store. `frame`, when given, is the sync-update frame it arrived in, byte for
+   * byte what the fan-out would encode. Throws if Yjs refuses the update; nothing is then queued.
    */
-  applyUpdate(update: Uint8Array, origin: Writer, clientIDs: readonly number[]): void {
+  applyUpdate(update: Uint8Array, origin: Writer, clientIDs: readonly number[], frame: Uint8Array | null = null): void {
     if (isEmptyUpdate(update)) {
       // Nothing to apply, relay or store (a reconnecting client's step 2 often is this), but the
       // writer still counts it, so it is acknowledged in order with its other writes.
@@ -153,9 +156,10 @@ export class Room {
 
     if (this.#batch.length === 0) this.#batchOrigin = origin
     else if (this.#batchOrigin !== origin) this.#batchOrigin = null
+    this.#batchFrame = this.#batch.length === 0 ? frame : null
     this.#batch.push(update)
-    if (this.#batch.length >= MAX_MERGE) this.#flushBroadcast()
-    else this.#batchTimer ??= setImmediate(() => this.#flushBroadcast())
+    if (this.#batch.length >= MAX_MERGE) this.flushBroadcast()
+    else this.#batchTimer ??= setImmediate(() => this.flushBroadcast())
 
     this.#queue.push(update)
     this.#contribute(origin, update.length, clientIDs)
@@ -198,7 +202,7 @@ export class Room {
 
   /** Resolves once every write applied so far is stored (not the ones that arrive meanwhile). */
   flush(): Promise<void> {
-    this.#flushBroadcast()
+    this.flushBroadcast()
     const target = this.#queuedCount
     if (this.#storedCount >= target) return Promise.resolve()
     return new Promise((resolve) => this.#flushWaiters.push({ target, resolve }))
@@ -222,6 +226,7 @@ export class Room {
     if (this.#batchTimer !== null) clearImmediate(this.#batchTimer)
     this.#batchTimer = null
     this.#batch = []
+    this.#batchFrame = null
     await this.#storing
     // Nothing more will be stored: whoever waits for a flush has its answer (the room is gone).
     for (const waiter of this.#flushWaiters) waiter.resolve()
@@ -254,7 +259,8 @@ export class Room {
     this.#channel.broadcast(encodeFrame(writeAwareness, writeAwarenessUpdate(entries)), except)
   }
 
-  #flushBroadcast(): void {
+  /** Sends this turn's writes to the room now: merged into one update, encoded once for all. */
+  flushBroadcast(): void {
     if (this.#batchTimer !== null) {
       clearImmediate(this.#batchTimer)
       this.#batchTimer = null
@@ -262,11 +268,13 @@ export class Room {
     const updates = this.#batch
     if (updates.length === 0) return
     const origin = this.#batchOrigin
+    const received = this.#batchFrame
     this.#batch = []
     this.#batchOrigin = null
-    const merged = updates.length === 1 ? updates[0]! : Y.mergeUpdates(updates)
+    this.#batchFrame = null
+    const frame = received ?? encodeFrame(writeUpdate, updates.length === 1 ? updates[0]! : Y.mergeUpdates(updates))
     // A batch from one writer skips that writer; a mixed batch goes to all (Yjs ignores echoes).
-    this.#channel.broadcast(encodeFrame(writeUpdate, merged), origin)
+    this.#channel.broadcast(frame, origin)
   }
 
   #needsCompaction(): boolean {
