@@ -61,6 +61,7 @@ export async function openLevelStore(dir: string, options: LevelStoreOptions = {
 
 export class LevelStore implements Store {
   #closed = false
+  #pending: { ops: Op[]; resolve: () => void; reject: (err: unknown) => void }[] = []
 
   constructor(
     private readonly db: Db,
@@ -79,14 +80,32 @@ export class LevelStore implements Store {
     return { updates, firstSeq, lastSeq }
   }
 
-  async append(roomId: string, firstSeq: number, updates: readonly Uint8Array[], writes: readonly WriteRecord[] = []): Promise<void> {
-    if (updates.length === 1 && writes.length === 0) {
-      await this.db.put(recordKey(roomId, firstSeq), updates[0]!, { sync: this.sync })
-      return
-    }
+  /**
+   * Appends of one event-loop turn, from every room, go to LevelDB as one batch (and, with `sync`,
+   * one fsync): a busy server writes once a turn, not once a room. The batch is atomic, so each
+   * append still lands whole or not at all.
+   */
+  append(roomId: string, firstSeq: number, updates: readonly Uint8Array[], writes: readonly WriteRecord[] = []): Promise<void> {
     const ops: Op[] = updates.map((value, i) => ({ type: 'put', key: recordKey(roomId, firstSeq + i), value }))
     writes.forEach((write, i) => ops.push({ type: 'put', key: historyKey(roomId, firstSeq, i), value: json(write) }))
-    await this.db.batch(ops, { sync: this.sync })
+    return new Promise((resolve, reject) => {
+      this.#pending.push({ ops, resolve, reject })
+      if (this.#pending.length === 1) setImmediate(() => this.#writePending())
+    })
+  }
+
+  #writePending(): void {
+    const appends = this.#pending
+    this.#pending = []
+    const ops = appends.length === 1 ? appends[0]!.ops : appends.flatMap((a) => a.ops)
+    this.db.batch(ops, { sync: this.sync }).then(
+      () => {
+        for (const a of appends) a.resolve()
+      },
+      (err: unknown) => {
+        for (const a of appends) a.reject(err)
+      },
+    )
   }
 
   async compact(roomId: string, fromSeq: number, throughSeq: number, merged: Uint8Array): Promise<void> {
