@@ -18,7 +18,7 @@ import {
   jwtVerify,
 } from 'jose'
 import { TandemError } from '../protocol/errors.ts'
-import { TANDEM_ISSUER, isPlainObject, isValidId, isValidPerms, isValidUserId } from '../protocol/mint.ts'
+import { isPlainObject, isValidId, isValidPerms, isValidUserId } from '../protocol/mint.ts'
 import type { Permission } from '../protocol/permissions.ts'
 import { TOKEN_KIND } from '../protocol/tokens.ts'
 

@@ -7,14 +7,13 @@
  */
 
 import { performance } from 'node:perf_hooks'
-import { WebSocket } from 'ws'
 import * as Y from 'yjs'
 import { type AccessTokenInput, type IdTokenInput, type MintOptions, mintAccessToken, mintIdToken } from '../../protocol/mint.ts'
 import type { Permission } from '../../protocol/permissions.ts'
-import { type ServerMessage, decodeServerMessage, encodeFrame, writeAuth, writeSyncStep1, writeUpdate } from '../../protocol/messages.ts'
+import { encodeFrame, writeSyncStep1 } from '../../protocol/messages.ts'
 import { openLevelStore } from '../../server/store/level-store.ts'
 import type { Store } from '../../server/store/types.ts'
-import type { RawClient } from './raw-client.ts'
+import { type RawClient, rawClient } from './raw-client.ts'
 import { TEST_SECRET, type TestServer } from './server.ts'
 import { withDeadline } from './wait.ts'
 
@@ -95,76 +94,9 @@ export const kinds = (client: RawClient): string[] => client.messages.map((m) =>
 
 export const errorCodes = (client: RawClient): string[] => client.messages.flatMap((m) => (m.kind === 'error' ? [m.code] : []))
 
-/**
- * A raw client like `rawClient`, but whose upgrade request carries `headers` (the ws library's
- * `new WebSocket(url, { headers })`), as a gateway in front of the server would send them.
- */
-export async function headerClient(
-  syncUrl: string,
-  room: string,
-  headers: Record<string, string>,
-  options: { token?: string | null } = {},
-): Promise<RawClient> {
-  const socket = new WebSocket(`${syncUrl}/${encodeURIComponent(room)}`, { headers })
-  const messages: ServerMessage[] = []
-  const waiters = new Set<() => void>()
-  const doc = new Y.Doc()
-  const closed = new Promise<{ code: number; reason: string }>((resolve) => {
-    socket.on('close', (code, reason) => {
-      resolve({ code, reason: reason.toString() })
-      for (const w of waiters) w()
-    })
-  })
-  socket.on('error', () => {})
-  socket.on('message', (data: Buffer) => {
-    const message = decodeServerMessage(new Uint8Array(data))
-    if (message.kind === 'sync-step-2' || message.kind === 'update') Y.applyUpdate(doc, message.update, 'server')
-    messages.push(message)
-    for (const w of waiters) w()
-  })
-  await withDeadline('socket open', new Promise<void>((resolve, reject) => {
-    socket.once('open', () => resolve())
-    socket.once('error', reject)
-  }))
-  const send = (frame: Uint8Array | Buffer | string): void => socket.send(frame)
-  send(encodeFrame(writeAuth, options.token ?? null))
-  send(encodeFrame(writeSyncStep1, Y.encodeStateVector(doc)))
-
-  const waitFor = <T>(what: string, find: () => T | undefined, ms = 10_000): Promise<T> =>
-    withDeadline(
-      what,
-      new Promise<T>((resolve, reject) => {
-        const check = (): void => {
-          const found = find()
-          if (found !== undefined) {
-            waiters.delete(check)
-            resolve(found)
-          } else if (socket.readyState === WebSocket.CLOSED) {
-            waiters.delete(check)
-            reject(new Error(`socket closed while waiting for ${what}`))
-          }
-        }
-        waiters.add(check)
-        check()
-      }),
-      ms,
-    )
-
-  return {
-    socket,
-    messages,
-    doc,
-    closed,
-    send,
-    sendUpdate: (update) => send(encodeFrame(writeUpdate, update)),
-    next: (kind, match, ms) =>
-      waitFor(`a ${kind} message`, () => messages.find((m): m is any => m.kind === kind && (match?.(m as any) ?? true)) as any, ms),
-    saved: async (count, ms) => {
-      await waitFor(`saved >= ${count}`, () => (messages.some((m) => m.kind === 'saved' && m.count >= count) ? true : undefined), ms)
-    },
-    close: () => socket.close(),
-  }
-}
+/** A raw client whose upgrade request carries `headers`, as a gateway in front of the server would send them. */
+export const headerClient = (syncUrl: string, room: string, headers: Record<string, string>, options: { token?: string | null } = {}): Promise<RawClient> =>
+  rawClient(syncUrl, room, { ...options, headers })
 
 /** A store call held until the test releases it: `held` resolves once the call is waiting. */
 export interface Hold {

@@ -30,10 +30,12 @@ export interface RawClientOptions {
   token?: string | null
   /** Send sync step 1 after auth (default true). */
   sync?: boolean
+  /** Headers of the upgrade request (a trusted gateway's identity headers, say). */
+  headers?: Record<string, string>
 }
 
 export async function rawClient(syncUrl: string, room: string, options: RawClientOptions = {}): Promise<RawClient> {
-  const socket = new WebSocket(`${syncUrl}/${encodeURIComponent(room)}`)
+  const socket = new WebSocket(`${syncUrl}/${encodeURIComponent(room)}`, { headers: options.headers ?? {} })
   const messages: ServerMessage[] = []
   const waiters = new Set<() => void>()
   const doc = new Y.Doc()
