@@ -50,14 +50,14 @@ const readPem = (value: string | null): string | undefined => {
   }
 }
 
-const { allowAnonymous, yWebsocketCompat, syncWrites, trustIdentityHeaders, logLevel } = config
+const { allowAnonymous, yWebsocketCompat, syncWrites, trustIdentityHeaders, logLevel, playground } = config
 const jwt = {
   ...(config.jwksUrl !== null && { jwksUrl: config.jwksUrl }),
   ...(config.jwtPublicKey !== null && { publicKeyPem: readPem(config.jwtPublicKey) }),
   ...(config.jwtIssuer !== null && { issuer: config.jwtIssuer }),
   ...(config.jwtAudience !== null && { audience: config.jwtAudience }),
 }
-const app = await createServer({ dataDir, secret, allowAnonymous, yWebsocketCompat, syncWrites, trustIdentityHeaders, jwt, logLevel }).catch(
+const app = await createServer({ dataDir, secret, allowAnonymous, yWebsocketCompat, syncWrites, trustIdentityHeaders, jwt, logLevel, playground }).catch(
   (err: unknown) => {
     if (err instanceof Error && 'code' in err && (err.code === 'DATA_DIR_IN_USE' || err.code === 'invalid_request')) fail(err.message)
     throw err
@@ -87,3 +87,4 @@ const address = app.server.address()
 const port = typeof address === 'object' && address !== null ? address.port : config.port
 const origin = `${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`
 console.log(`tandem: listening on http://${origin} (ws://${origin}/v1/sync/:roomId), data in ${dataDir}`)
+if (playground) console.log(`tandem: playground at http://${origin}/playground (a local demo: anyone who reaches it can change ACLs)`)

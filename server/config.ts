@@ -25,6 +25,8 @@ export interface Config {
   jwtIssuer: string | null
   jwtAudience: string | null
   logLevel: LogLevel
+  /** Serve the demo web app at /playground. */
+  playground: boolean
 }
 
 /** Invalid configuration; `setting` names it as `--flag (ENV)`. */
@@ -70,6 +72,7 @@ const SETTINGS = {
   jwtIssuer: { flag: 'jwt-issuer', env: 'TANDEM_JWT_ISSUER', type: 'string' },
   jwtAudience: { flag: 'jwt-audience', env: 'TANDEM_JWT_AUDIENCE', type: 'string' },
   logLevel: { flag: 'log-level', env: 'TANDEM_LOG_LEVEL', type: 'string' },
+  playground: { flag: 'playground', env: 'TANDEM_PLAYGROUND', type: 'boolean' },
 } as const satisfies { readonly [K in keyof Config]: Setting }
 
 export const USAGE = `Usage: tandem [options]
@@ -91,6 +94,9 @@ Each option may instead be set by the environment variable in brackets; a flag w
   --jwt-issuer <iss>      required issuer of those tokens [TANDEM_JWT_ISSUER]
   --jwt-audience <aud>    required audience of those tokens [TANDEM_JWT_AUDIENCE]
   --log-level <level>     ${LOG_LEVELS.join(', ')} [TANDEM_LOG_LEVEL] (default info)
+  --playground            serve the demo web app at /playground; a local demo whose admin
+                          panel changes ACLs with the secret: never on a shared server
+                          [TANDEM_PLAYGROUND]
   -h, --help              print this help
 
 Boolean variables take 1/true/yes/on or 0/false/no/off; an empty variable counts as unset.
@@ -174,6 +180,7 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): Config {
     jwtIssuer: text(SETTINGS.jwtIssuer) ?? null,
     jwtAudience: text(SETTINGS.jwtAudience) ?? null,
     logLevel: parseLogLevel(text(SETTINGS.logLevel)),
+    playground: bool(SETTINGS.playground),
   }
 }
 

@@ -17,6 +17,7 @@ import { type Fanout, LocalFanout } from './fanout.ts'
 import { LimitedWebSocket } from './limited-socket.ts'
 import { Metrics } from './metrics.ts'
 import { type ServerOptions, resolveOptions } from './options.ts'
+import { playground } from './playground.ts'
 import { errorHandler, restApi } from './rest/index.ts'
 import { validatorCompiler } from './rest/validation.ts'
 import { RoomRegistry } from './rooms.ts'
@@ -139,6 +140,9 @@ async function build(options: ServerOptions, resolved: ReturnType<typeof resolve
     requestsPerMinute: resolved.limits.restRequestsPerMinute,
     bodyLimit: resolved.limits.maxMessageBytes,
   })
+
+  // A local demo: anyone who reaches it can change playground rooms' ACLs, so only on request.
+  if (options.playground === true) await app.register(playground, { secret: resolved.secret })
 
   app.get('/healthz', async () => ({ status: 'ok', rooms: registry.size, connections: connections.size }))
 

@@ -83,6 +83,8 @@ export interface ServerOptions {
   logLevel?: LogLevel
   /** A logger instance to use instead of Fastify's own (pino). */
   logger?: FastifyBaseLogger
+  /** Serve the playground at /playground (server/playground.ts): a local demo whose admin panel can change any playground room's ACL. Off by default. */
+  playground?: boolean
 }
 
 export interface ResolvedOptions {

@@ -20,6 +20,7 @@ const DEFAULTS: Config = {
   jwtPublicKey: null,
   jwtIssuer: null,
   jwtAudience: null,
+  playground: false,
   logLevel: 'info',
 }
 
@@ -57,6 +58,7 @@ describe('parseConfig', () => {
       TANDEM_JWKS_URL: 'https://idp.example/.well-known/jwks.json',
       TANDEM_JWT_ISSUER: 'https://idp.example/',
       TANDEM_JWT_AUDIENCE: 'tandem',
+      TANDEM_PLAYGROUND: 'yes',
       TANDEM_LOG_LEVEL: 'debug',
     })
     expect(config).toEqual({
@@ -72,6 +74,7 @@ describe('parseConfig', () => {
       jwtPublicKey: null,
       jwtIssuer: 'https://idp.example/',
       jwtAudience: 'tandem',
+      playground: true,
       logLevel: 'debug',
     })
   })
@@ -91,6 +94,7 @@ describe('parseConfig', () => {
         '--trust-identity-headers',
         '--jwt-public-key',
         'keys/idp.pem',
+        '--playground',
         '--log-level',
         'silent',
       ],
@@ -109,6 +113,7 @@ describe('parseConfig', () => {
       jwtPublicKey: 'keys/idp.pem',
       jwtIssuer: null,
       jwtAudience: null,
+      playground: true,
       logLevel: 'silent',
     })
   })
