@@ -203,12 +203,12 @@ export class Connection implements RoomMember {
     }
   }
 
-  #onError(err: unknown): void {
+  #onError(err: unknown, closeCode?: number): void {
     const error = toTandemError(err)
     if (error.code === 'malformed_message') this.#ctx.metrics.rejected.malformed++
     if (error.code === 'server_error') this.#log.error({ err }, 'message handling failed')
     else this.#log.debug({ code: error.code, reason: error.message }, 'refused message')
-    this.#fail(error)
+    this.#fail(error, closeCode)
   }
 
   /** The first message says which client this is and carries its credentials. */
@@ -254,7 +254,10 @@ export class Connection implements RoomMember {
       this.#open(room!, this.#session!)
     } catch (err) {
       if (room !== null) this.#ctx.registry.released(room)
-      this.#onError(err)
+      // Joining with no room yet: the registry refused to load one past `maxRooms`. That is the
+      // server's capacity, not this client's doing: 1013 (try again later), not rate_limited's 4529.
+      const full = this.#state === 'joining' && room === null && err instanceof TandemError && err.code === 'rate_limited'
+      this.#onError(err, full ? CloseCode.tryAgainLater : undefined)
     }
   }
 
@@ -320,6 +323,10 @@ export class Connection implements RoomMember {
         try {
           room.applyUpdate(message.update, this, clients, message.kind === 'update' ? frame : null)
         } catch (err) {
+          // The room is full (maxRoomBytes): nothing was applied, queued or relayed. The socket
+          // closes with 4413, final: this client's later updates build on the refused one, and a
+          // reconnect would send it again; its changes stay unsaved, which its user can see.
+          if (err instanceof TandemError) throw err
           // Yjs can still refuse a well-formed update against some document states; the update
           // was neither queued nor relayed, and its sender is the one to go.
           this.#ctx.metrics.rejected.apply_failed++

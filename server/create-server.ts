@@ -18,6 +18,7 @@ import { LimitedWebSocket } from './limited-socket.ts'
 import { Metrics } from './metrics.ts'
 import { type ServerOptions, resolveOptions } from './options.ts'
 import { playground } from './playground.ts'
+import { TokenBucket } from './rate-limit.ts'
 import { errorHandler, restApi } from './rest/index.ts'
 import { validatorCompiler } from './rest/validation.ts'
 import { RoomRegistry } from './rooms.ts'
@@ -39,6 +40,41 @@ export interface TandemRuntime {
 declare module 'fastify' {
   interface FastifyInstance {
     tandem: TandemRuntime
+  }
+}
+
+/** Per-IP buckets kept at most; past it the least recently used is forgotten (it starts full again). */
+const MAX_IP_BUCKETS = 100_000
+
+/**
+ * WebSocket upgrades per IP: a bucket of `perMinute` tokens refilled at `perMinute` a minute, so an
+ * IP may open all of them at once, then keeps that pace. Kept in least-recent-use order (a use moves
+ * an entry to the end), so the sweep stops at the first entry used within the last minute: the ones
+ * before it are full again and forgetting them changes nothing.
+ */
+class ConnectionRateLimiter {
+  readonly #perMinute: number
+  readonly #buckets = new Map<string, { bucket: TokenBucket; at: number }>()
+
+  constructor(perMinute: number) {
+    this.#perMinute = perMinute
+  }
+
+  take(ip: string, now: number): boolean {
+    const entry = this.#buckets.get(ip) ?? { bucket: new TokenBucket(this.#perMinute / 60, this.#perMinute, now), at: now }
+    this.#buckets.delete(ip)
+    this.#buckets.set(ip, entry)
+    entry.at = now
+    if (this.#buckets.size > MAX_IP_BUCKETS) this.#buckets.delete(this.#buckets.keys().next().value!)
+    return entry.bucket.take(1, now)
+  }
+
+  /** Forgets the buckets that are full again. */
+  sweep(now: number): void {
+    for (const [ip, entry] of this.#buckets) {
+      if (now - entry.at < 60_000) return
+      this.#buckets.delete(ip)
+    }
   }
 }
 
@@ -84,8 +120,10 @@ async function build(options: ServerOptions, resolved: ReturnType<typeof resolve
       log: app.log,
       compactAfterRecords: resolved.compactAfterRecords,
       presenceLimits: resolved.limits,
+      maxRoomBytes: resolved.limits.maxRoomBytes,
     },
     resolved.idleUnloadMs,
+    resolved.limits.maxRooms,
   )
   const connections = new Set<Connection>()
   const verifier = new TokenVerifier({ secret: resolved.secret, ...options.jwt })
@@ -104,9 +142,11 @@ async function build(options: ServerOptions, resolved: ReturnType<typeof resolve
   }
   app.decorate('tandem', { store, registry, metrics, connections })
 
+  const connectionRate = new ConnectionRateLimiter(resolved.limits.connectionsPerIpPerMinute)
   const heartbeat = setInterval(() => {
     const now = Date.now()
     for (const connection of connections) connection.heartbeat(now)
+    connectionRate.sweep(now)
   }, resolved.keepaliveMs / 2)
   heartbeat.unref()
 
@@ -122,6 +162,7 @@ async function build(options: ServerOptions, resolved: ReturnType<typeof resolve
     options: wsOptions,
     preClose: async () => {
       clearInterval(heartbeat)
+      registry.shuttingDown()
       await registry.flushAll()
       for (const connection of [...connections]) connection.close(CloseCode.serverRestarting, 'server_restarting')
       await registry.closeAll()
@@ -155,6 +196,13 @@ async function build(options: ServerOptions, resolved: ReturnType<typeof resolve
     '/v1/sync/:roomId',
     {
       websocket: true,
+      // Refused before the upgrade: a flood of sockets from one IP costs a status line each.
+      onRequest: async (request, reply) => {
+        if (!connectionRate.take(request.ip, Date.now())) {
+          const perMinute = resolved.limits.connectionsPerIpPerMinute
+          await reply.code(429).send({ error: 'rate_limited', message: `more than ${perMinute} connections a minute from this address; try again later` })
+        }
+      },
       preValidation: async (request, reply) => {
         if (!isValidRoomId(request.params.roomId)) {
           await reply.code(400).send({ error: 'malformed_message', message: 'room ids are 1 to 256 characters, without control characters' })

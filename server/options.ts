@@ -34,6 +34,14 @@ export interface Limits {
   maxAwarenessClients: number
   /** Largest JSON state of one awareness entry, in bytes. */
   maxAwarenessStateBytes: number
+  /** Awareness entries one room holds; new clientIDs past it are dropped (presence_forbidden). */
+  maxAwarenessEntriesPerRoom: number
+  /** WebSocket upgrades one IP may make per minute, all of them at once if it likes (429 after). */
+  connectionsPerIpPerMinute: number
+  /** Rooms loaded in this process; a join that needs one more, with none idle to unload, closes with 1013. */
+  maxRooms: number
+  /** Estimated size of one room's document; a write that would pass it is refused (4413 / 413). */
+  maxRoomBytes: number
 }
 
 export const DEFAULT_LIMITS: Readonly<Limits> = {
@@ -50,6 +58,10 @@ export const DEFAULT_LIMITS: Readonly<Limits> = {
   restRequestsPerMinute: 1_200,
   maxAwarenessClients: 4,
   maxAwarenessStateBytes: 64 * 1024,
+  maxAwarenessEntriesPerRoom: 1_000,
+  connectionsPerIpPerMinute: 600,
+  maxRooms: 10_000,
+  maxRoomBytes: 64 * 1024 * 1024,
 }
 
 export interface ServerOptions {

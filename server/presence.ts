@@ -24,6 +24,7 @@ interface Record<O> {
 export interface PresenceLimits {
   maxAwarenessClients: number
   maxAwarenessStateBytes: number
+  maxAwarenessEntriesPerRoom: number
 }
 
 export interface PresenceResult {
@@ -31,7 +32,7 @@ export interface PresenceResult {
   readonly accepted: AwarenessEntry[]
   /** Entries to send back to the sender only: tombstones of clientIDs it tried to reclaim. */
   readonly replies: AwarenessEntry[]
-  /** Entries dropped because another connection owns the clientID or the owner is over its cap. */
+  /** Entries dropped because another connection owns the clientID, or the owner or room is over its cap. */
   readonly forbidden: number
   /** Entries dropped because their state is oversized or not JSON. */
   readonly invalid: number
@@ -91,7 +92,8 @@ export class Presence<O> {
           continue
         }
         const owned = this.#owned.get(owner) ?? new Set<number>()
-        if (owned.size >= this.#limits.maxAwarenessClients) {
+        // Per owner, and per room: many connections together must not grow the room without bound.
+        if (owned.size >= this.#limits.maxAwarenessClients || this.#records.size >= this.#limits.maxAwarenessEntriesPerRoom) {
           forbidden++
           continue
         }

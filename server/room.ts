@@ -7,11 +7,16 @@
  * - store: while one append is in flight, later writes wait and go out together in the next one (a
  *   group commit); each writer is acknowledged (`saved`) only once its writes are stored.
  * When the log grows past `compactAfterRecords`, the store loop replaces it with one snapshot.
+ *
+ * Size cap: the room keeps an estimate of its document's encoded size (measured at load and at each
+ * compaction, plus the length of every update applied since) and refuses a write that would take
+ * it past `maxRoomBytes`, before applying it: one add and one compare per write, no encoding.
  */
 
 import * as Y from 'yjs'
 import type { FastifyBaseLogger } from 'fastify'
 import { type AwarenessEntry, writeAwarenessUpdate } from '../protocol/awareness.ts'
+import { TandemError } from '../protocol/errors.ts'
 import { encodeFrame, writeAwareness, writeUpdate } from '../protocol/messages.ts'
 import type { Member, RoomChannel, Fanout } from './fanout.ts'
 import type { Metrics } from './metrics.ts'
@@ -45,6 +50,8 @@ export interface RoomDeps {
   readonly log: FastifyBaseLogger
   readonly compactAfterRecords: number
   readonly presenceLimits: PresenceLimits
+  /** Largest estimated document size; see `Room.applyUpdate`. */
+  readonly maxRoomBytes: number
 }
 
 /** The origin of updates that other processes' rooms stored (fan-out across processes). */
@@ -57,6 +64,8 @@ const isEmptyUpdate = (update: Uint8Array): boolean => update.length === 2 && up
 const MAX_MERGE = 32
 const RETRY_MIN_MS = 50
 const RETRY_MAX_MS = 5_000
+/** How long a closing room keeps retrying a failing store before it gives up (a shutdown must end). */
+const CLOSING_RETRY_MS = 2_000
 
 export class Room {
   readonly id: string
@@ -68,6 +77,12 @@ export class Room {
   // Stored log: records firstSeq..lastSeq (both -1 when empty).
   #firstSeq: number
   #lastSeq: number
+  /**
+   * Estimated encoded size of the document: exact at load and at compaction, then grown by the
+   * length of each applied update (an upper bound in practice: Yjs merges overlaps away).
+   * Updates whose dependencies are missing count too: they are stored all the same.
+   */
+  #bytes: number
 
   // Broadcast batch of the current turn; origin is the single writer, or null when mixed.
   #batch: Uint8Array[] = []
@@ -87,10 +102,16 @@ export class Room {
   #takenCount = 0
   #storedCount = 0
   #flushWaiters: { target: number; resolve: () => void }[] = []
+  /** When the room began closing (ms): the store is retried a little longer, then given up on. */
+  #closingSince: number | null = null
+  #destroyed = false
+  /** Ends a store retry's backoff early (on close or discard). */
+  #wakeRetry: (() => void) | null = null
 
-  private constructor(id: string, doc: Y.Doc, stored: { firstSeq: number; lastSeq: number }, deps: RoomDeps) {
+  private constructor(id: string, doc: Y.Doc, stored: { firstSeq: number; lastSeq: number }, bytes: number, deps: RoomDeps) {
     this.id = id
     this.doc = doc
+    this.#bytes = bytes
     this.#deps = deps
     this.#firstSeq = stored.firstSeq
     this.#lastSeq = stored.lastSeq
@@ -108,13 +129,21 @@ export class Room {
     doc.transact(() => {
       for (const update of stored.updates) Y.applyUpdate(doc, update)
     })
-    const room = new Room(id, doc, stored, deps)
+    // One stored record is a snapshot (or a lone update): its length is the size. A longer log is
+    // measured once, at the cost of the load that just replayed it.
+    const bytes = stored.updates.length === 1 ? stored.updates[0]!.length : Y.encodeStateAsUpdate(doc).length
+    const room = new Room(id, doc, stored, bytes, deps)
     if (room.#needsCompaction()) room.#kickStore()
     return room
   }
 
   get size(): number {
     return this.#channel.size
+  }
+
+  /** Estimated encoded size of the document (see `#bytes`). */
+  get estimatedBytes(): number {
+    return this.#bytes
   }
 
   /** Records in the stored log (for tests and operations). */
@@ -142,6 +171,8 @@ export class Room {
    * Applies a validated update by `origin` (its Yjs clientIDs from validation) and queues it for
    * the fan-out and the store. `frame`, when given, is the sync-update frame it arrived in, byte for
    * byte what the fan-out would encode. Throws if Yjs refuses the update; nothing is then queued.
+   * Throws `message_too_large` (nothing applied, queued or relayed) if the update would take the
+   * document past `maxRoomBytes`.
    */
   applyUpdate(update: Uint8Array, origin: Writer, clientIDs: readonly number[], frame: Uint8Array | null = null): void {
     if (isEmptyUpdate(update)) {
@@ -151,7 +182,12 @@ export class Room {
       this.#kickStore()
       return
     }
+    if (this.#bytes + update.length > this.#deps.maxRoomBytes) {
+      this.#deps.metrics.rejected.too_large++
+      throw new TandemError('message_too_large', `the room's document would pass its size limit of ${this.#deps.maxRoomBytes} bytes`)
+    }
     Y.applyUpdate(this.doc, update, origin)
+    this.#bytes += update.length
     this.#deps.metrics.updatesApplied++
 
     if (this.#batch.length === 0) this.#batchOrigin = origin
@@ -204,7 +240,8 @@ export class Room {
   flush(): Promise<void> {
     this.flushBroadcast()
     const target = this.#queuedCount
-    if (this.#storedCount >= target) return Promise.resolve()
+    // A room that stopped storing (deleted, or gave up on a failing store) has nothing to wait for.
+    if (this.#storedCount >= target || this.#closed) return Promise.resolve()
     return new Promise((resolve) => this.#flushWaiters.push({ target, resolve }))
   }
 
@@ -221,6 +258,7 @@ export class Room {
   /** Drops the room without storing anything more (it is being deleted); waits for a write in flight. */
   async discard(): Promise<void> {
     this.#closed = true
+    this.#wakeRetry?.()
     this.#queue = []
     this.#queueWriters = new Map()
     if (this.#batchTimer !== null) clearImmediate(this.#batchTimer)
@@ -231,22 +269,36 @@ export class Room {
     // Nothing more will be stored: whoever waits for a flush has its answer (the room is gone).
     for (const waiter of this.#flushWaiters) waiter.resolve()
     this.#flushWaiters = []
-    this.#channel.close()
-    this.doc.destroy()
+    this.#destroy()
   }
 
   /** Flushes, compacts a multi-record log so the next load reads one record, and frees the doc. */
   async close(): Promise<void> {
-    if (this.#closed) return
+    if (this.#destroyed) return
+    this.closing()
     await this.flush()
-    if (this.storedRecords > 1) await this.#compact()
+    if (this.storedRecords > 1 && !this.#closed) await this.#compact()
     this.#closed = true
+    this.#destroy()
+  }
+
+  /** The room is going (shutdown): a failing store is retried a few times more, then given up on. */
+  closing(): void {
+    this.#closingSince ??= Date.now()
+    this.#wakeRetry?.()
+  }
+
+  #destroy(): void {
+    if (this.#destroyed) return
+    this.#destroyed = true
     this.#channel.close()
     this.doc.destroy()
   }
 
   #applyRemote(update: Uint8Array): void {
+    // Already accepted by another process: applied whatever its size, and counted.
     Y.applyUpdate(this.doc, update, REMOTE)
+    this.#bytes += update.length
     this.#channel.broadcast(encodeFrame(writeUpdate, update))
   }
 
@@ -317,7 +369,8 @@ export class Room {
         for (const [writer, c] of writers) {
           if (c.bytes > 0) history.push({ actor: writer.actor, at, writes: c.writes, bytes: c.bytes, clientIDs: [...c.clientIDs] })
         }
-        await this.#retry(writers, () => this.#deps.store.append(this.id, firstSeq, records, history))
+        const stored = await this.#retry(writers, () => this.#deps.store.append(this.id, firstSeq, records, history))
+        if (!stored) return this.#giveUp(taken + this.#queuedCount - this.#takenCount)
         if (this.#firstSeq < 0) this.#firstSeq = firstSeq
         this.#lastSeq = firstSeq + records.length - 1
       }
@@ -335,6 +388,8 @@ export class Room {
     // The doc holds every stored record (and maybe newer, not yet stored writes: Yjs merges are
     // idempotent, so a snapshot that runs ahead of the log loses and duplicates nothing).
     const snapshot = Y.encodeStateAsUpdate(this.doc)
+    // The estimate becomes exact again (the snapshot is the whole document, taken this turn).
+    this.#bytes = snapshot.length
     try {
       await this.#deps.metrics.timeStore('compact', () => this.#deps.store.compact(this.id, fromSeq, throughSeq, snapshot))
       this.#firstSeq = throughSeq
@@ -349,19 +404,46 @@ export class Room {
   }
 
   /** Runs a store write until it succeeds, backing off; writers hear that their writes wait. */
-  async #retry(writers: Map<Writer, Contribution>, run: () => Promise<void>): Promise<void> {
+  /**
+   * Runs a store write until it succeeds, backing off; writers hear that their writes wait. Says
+   * false when it gave up: the room was discarded, or is closing and the store still fails.
+   */
+  async #retry(writers: Map<Writer, Contribution>, run: () => Promise<void>): Promise<boolean> {
     let delay = RETRY_MIN_MS
     for (;;) {
       try {
         await this.#deps.metrics.timeStore('append', run)
-        return
+        return true
       } catch (err) {
         this.#deps.metrics.storeErrors++
+        const closing = this.#closingSince !== null
+        if (this.#closed || (closing && Date.now() - this.#closingSince! > CLOSING_RETRY_MS)) return false
         this.#deps.log.error({ err, roomId: this.id, retryInMs: delay }, 'document store write failed; retrying')
         for (const writer of writers.keys()) writer.writeDelayed()
-        await new Promise((resolve) => setTimeout(resolve, delay))
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, closing ? RETRY_MIN_MS : delay)
+          this.#wakeRetry = () => {
+            clearTimeout(timer)
+            resolve()
+          }
+        })
+        this.#wakeRetry = null
         delay = Math.min(delay * 2, RETRY_MAX_MS)
       }
     }
+  }
+
+  /**
+   * The store cannot take this room's writes and the room must go (shutdown or deletion): what it
+   * held that was not stored is said in the log. Its writers were never told it was saved, so
+   * clients that still hold those writes send them again when they reconnect.
+   */
+  #giveUp(unstored: number): void {
+    if (!this.#closed) this.#deps.log.error({ roomId: this.id, unstoredWrites: unstored }, `${unstored} writes of this room were not stored: the store kept failing while the room closed`)
+    this.#closed = true
+    this.#queue = []
+    this.#queueWriters = new Map()
+    for (const waiter of this.#flushWaiters) waiter.resolve()
+    this.#flushWaiters = []
   }
 }

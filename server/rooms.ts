@@ -2,9 +2,13 @@
  * The rooms loaded in this process: each loaded once (concurrent joins share the load), kept while
  * it has members, and unloaded after an idle delay once its writes are stored. A join that arrives
  * while its room is unloading waits for the unload, then loads the room afresh.
+ *
+ * At most `maxRooms` are loaded (or loading) at once: a room that must load past the cap unloads
+ * an idle one first (the one idle longest), and is refused when none is idle.
  */
 
 import { EventEmitter } from 'node:events'
+import { TandemError } from '../protocol/errors.ts'
 import { Room, type RoomDeps } from './room.ts'
 
 export interface RegistryEvents {
@@ -21,11 +25,15 @@ export class RoomRegistry {
   readonly #idleTimers = new Map<Room, NodeJS.Timeout>()
   readonly #deps: RoomDeps
   readonly #idleUnloadMs: number
+  readonly #maxRooms: number
+  /** Rooms unloaded early to stay under `maxRooms`. */
+  readonly #evicted = new WeakSet<Room>()
   readonly events = new EventEmitter<RegistryEvents>()
 
-  constructor(deps: RoomDeps, idleUnloadMs: number) {
+  constructor(deps: RoomDeps, idleUnloadMs: number, maxRooms = Infinity) {
     this.#deps = deps
     this.#idleUnloadMs = idleUnloadMs
+    this.#maxRooms = maxRooms
   }
 
   get size(): number {
@@ -41,17 +49,30 @@ export class RoomRegistry {
     return this.#rooms.values()
   }
 
-  /** The room, loaded if needed. The caller joins it at once or calls `released` (idle timer). */
+  /**
+   * The room, loaded if needed. The caller joins it at once or calls `released` (idle timer).
+   * Throws `rate_limited` when the process is at `maxRooms` with no idle room to unload.
+   */
   async acquire(roomId: string): Promise<Room> {
     for (;;) {
       const unloading = this.#unloading.get(roomId)
-      if (unloading === undefined) break
-      await unloading
-    }
-    const loaded = this.#rooms.get(roomId)
-    if (loaded !== undefined) {
-      this.#cancelIdle(loaded)
-      return loaded
+      if (unloading !== undefined) {
+        await unloading
+        continue
+      }
+      const loaded = this.#rooms.get(roomId)
+      if (loaded !== undefined) {
+        this.#cancelIdle(loaded)
+        return loaded
+      }
+      if (this.#loading.has(roomId) || this.#rooms.size + this.#loading.size < this.#maxRooms) break
+      // Idle timers are set in the order rooms went idle: the first is the one idle longest.
+      const idle = this.#idleTimers.keys().next()
+      // rate_limited is the code that means "not now, try later" (429 over REST); a socket is
+      // closed with 1013 instead of its 4529, since this client sent nothing wrong (connection.ts).
+      if (idle.done === true) throw new TandemError('rate_limited', `this server has ${this.#maxRooms} rooms open; try again later`)
+      this.#evicted.add(idle.value)
+      await this.#unload(idle.value)
     }
     let loading = this.#loading.get(roomId)
     if (loading === undefined) {
@@ -73,6 +94,8 @@ export class RoomRegistry {
       this.#loading.set(roomId, loading)
     }
     const room = await loading
+    // Unloaded for another room (at the cap) before this join came back to it: load it again.
+    if (this.#evicted.has(room)) return this.acquire(roomId)
     this.#cancelIdle(room)
     return room
   }
@@ -86,6 +109,11 @@ export class RoomRegistry {
     }, this.#idleUnloadMs)
     timer.unref()
     this.#idleTimers.set(room, timer)
+  }
+
+  /** Marks every room as going: a failing store gets a few more tries, then is given up on. */
+  shuttingDown(): void {
+    for (const room of this.#rooms.values()) room.closing()
   }
 
   /** Stores every room's pending writes. */
