@@ -5,13 +5,13 @@
  * never answers the close frame, nor on one that keeps writing.
  */
 
-import { connect } from 'node:net'
 import { afterEach, describe, expect, it } from 'vitest'
 import { WebSocket } from 'ws'
 import * as Y from 'yjs'
 import { type RawClient, rawClient } from './support/raw-client.ts'
 import { type TestServer, startServer } from './support/server.ts'
 import { type StockPeer, stockPeer, synced } from './support/stock-client.ts'
+import { vanishingClient } from './support/vanishing-client.ts'
 import { until, withDeadline } from './support/wait.ts'
 
 const servers: TestServer[] = []
@@ -233,17 +233,3 @@ function appendInBursts(writer: RawClient, bursts: number): { text: Y.Text; done
   return { text, done }
 }
 
-/** Opens a WebSocket by hand, then stops reading: it never answers anything, the close frame included. */
-async function vanishingClient(port: number, path: string): Promise<ReturnType<typeof connect>> {
-  const socket = connect(port, '127.0.0.1')
-  socket.on('error', () => {})
-  await withDeadline('tcp connect', new Promise<void>((resolve) => socket.once('connect', () => resolve())))
-  socket.write(
-    `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
-      'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n',
-  )
-  const head = await withDeadline('upgrade answer', new Promise<string>((resolve) => socket.once('data', (d: Buffer) => resolve(d.toString()))))
-  expect(head).toMatch(/^HTTP\/1.1 101/)
-  socket.pause()
-  return socket
-}
