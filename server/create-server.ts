@@ -106,7 +106,7 @@ export async function createServer(options: ServerOptions): Promise<FastifyInsta
 }
 
 async function build(options: ServerOptions, resolved: ReturnType<typeof resolveOptions>, store: Store): Promise<FastifyInstance> {
-  const app = Fastify({ ...loggerOptions(options), return503OnClosing: true, requestTimeout: 30_000 })
+  const app = Fastify({ ...loggerOptions(options), return503OnClosing: true, requestTimeout: resolved.limits.requestTimeoutMs })
   app.setValidatorCompiler(validatorCompiler)
   app.setErrorHandler(errorHandler)
   app.setNotFoundHandler((request, reply) => reply.code(404).send({ error: 'invalid_request', message: `no route ${request.method} ${request.url.split('?')[0]}` }))

@@ -28,6 +28,8 @@ export interface Limits {
   byteBurst: number
   /** Time a session has to send a fresh token after its token expired (4401 after). */
   tokenRefreshGraceMs: number
+  /** Time an HTTP request has to arrive whole (Node answers 408 and closes after). */
+  requestTimeoutMs: number
   /** REST requests one IP may make per minute (429 after). */
   restRequestsPerMinute: number
   /** Awareness entries one connection may own. */
@@ -55,6 +57,7 @@ export const DEFAULT_LIMITS: Readonly<Limits> = {
   bytesPerSecond: 4 * 1024 * 1024,
   byteBurst: 32 * 1024 * 1024,
   tokenRefreshGraceMs: 15_000,
+  requestTimeoutMs: 30_000,
   restRequestsPerMinute: 1_200,
   maxAwarenessClients: 4,
   maxAwarenessStateBytes: 64 * 1024,

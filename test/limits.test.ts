@@ -87,3 +87,10 @@ describe('credentials that are not tokens', () => {
     expect(client.messages).toEqual([expect.objectContaining({ kind: 'error', code: 'unauthorized' })])
   })
 })
+
+describe('HTTP', () => {
+  it('sets the request timeout from the limits', async () => {
+    server = await startServer({ limits: { requestTimeoutMs: 12_345 } })
+    expect(server.app.server.requestTimeout).toBe(12_345)
+  })
+})
