@@ -3,23 +3,14 @@
  * or duplicating anything, and idle rooms leave memory only after their writes are stored.
  */
 
-import { afterEach, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import * as Y from 'yjs'
 import { openLevelStore } from '../server/store/level-store.ts'
 import { rawClient } from './support/raw-client.ts'
-import { type TestServer, makeDataDir, startServer } from './support/server.ts'
+import { type TestServer, makeDataDir, serversPerTest } from './support/server.ts'
 import { once, until } from './support/wait.ts'
 
-const servers: TestServer[] = []
-const start = async (...args: Parameters<typeof startServer>): Promise<TestServer> => {
-  const server = await startServer(...args)
-  servers.push(server)
-  return server
-}
-
-afterEach(async () => {
-  for (const s of servers.splice(0).reverse()) await s.destroy()
-})
+const { start, track } = serversPerTest()
 
 /** 10,000 small updates as separate Yjs updates, like a long editing session. */
 const history = (count: number): { updates: Uint8Array[]; text: string } => {
@@ -59,7 +50,7 @@ describe('compaction', () => {
     expect(server.app.tandem.metrics.compactions).toBeGreaterThanOrEqual(1)
 
     const restarted = await server.restart()
-    servers.push(restarted)
+    track(restarted)
     expect(await contentOf(restarted, 'long')).toBe(text)
   })
 

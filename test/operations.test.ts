@@ -2,15 +2,12 @@
 
 import { Writable } from 'node:stream'
 import pino from 'pino'
-import { afterEach, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { rawClient, textUpdate } from './support/raw-client.ts'
-import { TEST_SECRET, type TestServer, startServer } from './support/server.ts'
+import { TEST_SECRET, serversPerTest } from './support/server.ts'
 import { stockPeer, synced } from './support/stock-client.ts'
 
-const servers: TestServer[] = []
-afterEach(async () => {
-  for (const s of servers.splice(0)) await s.destroy()
-})
+const { start } = serversPerTest()
 
 const metricValue = (text: string, name: string): number => {
   const line = text.split('\n').find((l) => l.startsWith(`${name} `) || l.startsWith(`${name}{`))
@@ -20,8 +17,7 @@ const metricValue = (text: string, name: string): number => {
 
 describe('operations', () => {
   it('/healthz answers with the counts of rooms and connections', async () => {
-    const server = await startServer()
-    servers.push(server)
+    const server = await start()
     const client = await rawClient(server.syncUrl, 'h')
     await client.next('sync-step-2')
     const res = await server.app.inject({ method: 'GET', url: '/healthz' })
@@ -30,8 +26,7 @@ describe('operations', () => {
   })
 
   it('/metrics counts rooms, connections, messages, bytes, applied and rejected updates, store latency', async () => {
-    const server = await startServer()
-    servers.push(server)
+    const server = await start()
     const writer = await rawClient(server.syncUrl, 'm')
     await writer.next('sync-step-2')
     writer.sendUpdate(textUpdate('one'))
@@ -71,8 +66,7 @@ describe('operations', () => {
       },
     })
     const logger = pino({ level: 'trace' }, sink)
-    const server = await startServer({ logger, yWebsocketCompat: true })
-    servers.push(server)
+    const server = await start({ logger, yWebsocketCompat: true })
     const peer = stockPeer(server.syncUrl, 'logged', { params: { token: 'sup3r-s3cret-t0ken' } })
     try {
       await synced(peer)

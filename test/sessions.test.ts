@@ -4,24 +4,16 @@
  * compatibility mode. Also the `saved` acknowledgement a writer gets.
  */
 
-import { afterEach, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import * as Y from 'yjs'
 import { PermissionBit } from '../protocol/permissions.ts'
 import type { Authenticate, Credentials } from '../server/session.ts'
 import { rawClient, textUpdate } from './support/raw-client.ts'
-import { type TestServer, startServer } from './support/server.ts'
+import { serversPerTest } from './support/server.ts'
 import { stockPeer, synced } from './support/stock-client.ts'
 import { once, until } from './support/wait.ts'
 
-const servers: TestServer[] = []
-const start = async (...args: Parameters<typeof startServer>): Promise<TestServer> => {
-  const server = await startServer(...args)
-  servers.push(server)
-  return server
-}
-afterEach(async () => {
-  for (const s of servers.splice(0)) await s.destroy()
-})
+const { start } = serversPerTest()
 
 const ALL = PermissionBit.read | PermissionBit.presence | PermissionBit.write
 

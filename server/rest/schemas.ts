@@ -98,47 +98,33 @@ const actor = {
   required: ['kind'],
 } as const
 
-export const historyResponse = {
-  type: 'object',
-  properties: {
-    data: {
-      type: 'array',
-      items: {
-        type: 'object',
-        properties: {
-          actor,
-          at: { type: 'string', format: 'date-time' },
-          writes: { type: 'integer' },
-          bytes: { type: 'integer' },
-          clientIDs: { type: 'array', items: { type: 'integer' } },
-        },
-        required: ['actor', 'at', 'writes', 'bytes', 'clientIDs'],
-      },
-    },
-  },
-  required: ['data'],
-} as const
+/** `{ data: [item, ...] }`, the shape of list responses. */
+const listOf = <T extends object>(item: T) =>
+  ({ type: 'object', properties: { data: { type: 'array', items: item } }, required: ['data'] }) as const
 
-export const activeUsersResponse = {
+export const historyResponse = listOf({
   type: 'object',
   properties: {
-    data: {
-      type: 'array',
-      items: {
-        type: 'object',
-        properties: {
-          connectionId: { type: 'string' },
-          userId: { type: ['string', 'null'] },
-          actor,
-          info: {},
-          permissions: permissionList,
-        },
-        required: ['connectionId', 'userId', 'actor', 'permissions'],
-      },
-    },
+    actor,
+    at: { type: 'string', format: 'date-time' },
+    writes: { type: 'integer' },
+    bytes: { type: 'integer' },
+    clientIDs: { type: 'array', items: { type: 'integer' } },
   },
-  required: ['data'],
-} as const
+  required: ['actor', 'at', 'writes', 'bytes', 'clientIDs'],
+} as const)
+
+export const activeUsersResponse = listOf({
+  type: 'object',
+  properties: {
+    connectionId: { type: 'string' },
+    userId: { type: ['string', 'null'] },
+    actor,
+    info: {},
+    permissions: permissionList,
+  },
+  required: ['connectionId', 'userId', 'actor', 'permissions'],
+} as const)
 
 const ttlSeconds = { type: 'integer', minimum: 1, maximum: 86_400 * 30 } as const
 const userInfo = { type: 'object', maxProperties: 100 } as const

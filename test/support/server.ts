@@ -4,6 +4,7 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { FastifyInstance } from 'fastify'
+import { afterEach } from 'vitest'
 import { createServer } from '../../server/create-server.ts'
 import type { ServerOptions } from '../../server/options.ts'
 import type { Authenticate } from '../../server/session.ts'
@@ -63,4 +64,20 @@ export async function startServer(options: Partial<ServerOptions> = {}, dataDir 
       rmSync(dataDir, { recursive: true, force: true })
     },
   }
+}
+
+/**
+ * For one test file: `start` starts a server that is destroyed after the test, and `track` adds one
+ * started elsewhere (a restart), newest destroyed first.
+ */
+export const serversPerTest = (): { start: typeof startServer; track: (server: TestServer) => TestServer } => {
+  const servers: TestServer[] = []
+  afterEach(async () => {
+    for (const server of servers.splice(0).reverse()) await server.destroy()
+  })
+  const track = (server: TestServer): TestServer => {
+    servers.push(server)
+    return server
+  }
+  return { start: async (...args) => track(await startServer(...args)), track }
 }
