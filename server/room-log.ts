@@ -1,0 +1,276 @@
+/**
+ * A room's stored log: how accepted writes reach the document store, in order, and come back as
+ * acknowledgements.
+ *
+ * While one append is in flight, later writes wait and go out together in the next (a group
+ * commit; the store also joins the appends of every room in one event-loop turn). Each writer is
+ * acknowledged (`saved`) only once its writes are stored, with a history entry per writer and
+ * batch. When the log grows past `compactAfterRecords`, it is replaced by one snapshot of the
+ * document. A failing store is retried with backoff (writers hear their writes wait); a log that is
+ * closing retries for 2 s more, then gives up and says in the log what it could not store.
+ */
+
+import type { FastifyBaseLogger } from 'fastify'
+import * as Y from 'yjs'
+import type { Metrics } from './metrics.ts'
+import type { Actor } from './session.ts'
+import type { DocumentStore, WriteRecord } from './store/types.ts'
+
+/** Whoever wrote an update: a connection, or a service (a REST write). */
+export interface Writer {
+  readonly actor: Actor
+  /** `count` more of this writer's writes are stored. */
+  acknowledge(count: number): void
+  /** The store failed; this writer's writes are not saved yet (they are retried). */
+  writeDelayed(): void
+}
+
+export interface RoomLogDeps {
+  readonly store: DocumentStore
+  readonly metrics: Metrics
+  readonly log: FastifyBaseLogger
+  readonly compactAfterRecords: number
+}
+
+/** What one writer put into the batch being stored, for its acknowledgement and the history. */
+interface Contribution {
+  writes: number
+  bytes: number
+  readonly clientIDs: Set<number>
+}
+
+/** Merging grows faster than linearly with the batch: keep batches small. */
+export const MAX_MERGE = 32
+const RETRY_MIN_MS = 50
+const RETRY_MAX_MS = 5_000
+/** How long a closing log keeps retrying a failing store before it gives up (a shutdown must end). */
+const CLOSING_RETRY_MS = 2_000
+
+export class RoomLog {
+  readonly #roomId: string
+  readonly #doc: Y.Doc
+  readonly #deps: RoomLogDeps
+  /** Told the snapshot size after each compaction (the room's size estimate becomes exact). */
+  readonly #onCompacted: (bytes: number) => void
+
+  // Stored records firstSeq..lastSeq (both -1 when empty).
+  #firstSeq: number
+  #lastSeq: number
+
+  // Writes not yet handed to the store, and whose they are.
+  #queue: Uint8Array[] = []
+  #writers = new Map<Writer, Contribution>()
+  #storing: Promise<void> | null = null
+  /** Nothing more is stored: the room was deleted, has closed, or gave up on a failing store. */
+  #stopped = false
+  // Writes counted so far, handed to the store, and stored: flush() waits for the first count as it
+  // was when called, so writes that keep arriving cannot hold it up.
+  #counted = 0
+  #taken = 0
+  #stored = 0
+  #flushWaiters: { target: number; resolve: () => void }[] = []
+  /** When the log began closing (ms). */
+  #closingSince: number | null = null
+  /** Ends a store retry's backoff early (on close or stop). */
+  #wakeRetry: (() => void) | null = null
+
+  constructor(roomId: string, doc: Y.Doc, stored: { firstSeq: number; lastSeq: number }, deps: RoomLogDeps, onCompacted: (bytes: number) => void) {
+    this.#roomId = roomId
+    this.#doc = doc
+    this.#deps = deps
+    this.#firstSeq = stored.firstSeq
+    this.#lastSeq = stored.lastSeq
+    this.#onCompacted = onCompacted
+    if (this.#needsCompaction()) this.#kick()
+  }
+
+  /** Records in the stored log. */
+  get records(): number {
+    return this.#lastSeq < 0 ? 0 : this.#lastSeq - this.#firstSeq + 1
+  }
+
+  /**
+   * Counts a write by `origin` and queues `update` for the store; `update` null counts a write that
+   * stores nothing (an empty update, or a refused one), acknowledged in order with the others.
+   */
+  append(update: Uint8Array | null, origin: Writer, clientIDs: readonly number[]): void {
+    let contribution = this.#writers.get(origin)
+    if (contribution === undefined) {
+      contribution = { writes: 0, bytes: 0, clientIDs: new Set() }
+      this.#writers.set(origin, contribution)
+    }
+    contribution.writes++
+    if (update !== null) {
+      this.#queue.push(update)
+      contribution.bytes += update.length
+    }
+    for (const id of clientIDs) contribution.clientIDs.add(id)
+    this.#counted++
+    this.#kick()
+  }
+
+  /** Resolves once every write counted so far is stored (not the ones that arrive meanwhile). */
+  flush(): Promise<void> {
+    const target = this.#counted
+    // A stopped log (room deleted, or gave up on a failing store) has nothing to wait for.
+    if (this.#stored >= target || this.#stopped) return Promise.resolve()
+    return new Promise((resolve) => this.#flushWaiters.push({ target, resolve }))
+  }
+
+  /** The room is going: a failing store is retried a little longer, then given up on. */
+  closing(): void {
+    this.#closingSince ??= Date.now()
+    this.#wakeRetry?.()
+  }
+
+  /** Stores what is counted, then compacts a multi-record log so the next load reads one record. */
+  async close(): Promise<void> {
+    this.closing()
+    await this.flush()
+    if (this.records > 1 && !this.#stopped) await this.#compact()
+    this.#stop()
+  }
+
+  /** Stores nothing more (the room is being deleted); waits for a write in flight. */
+  async discard(): Promise<void> {
+    this.#stop()
+    this.#wakeRetry?.()
+    await this.#storing
+  }
+
+  #stop(): void {
+    this.#stopped = true
+    this.#queue = []
+    this.#writers = new Map()
+    // Nothing more will be stored: whoever waits for a flush has its answer.
+    for (const waiter of this.#flushWaiters) waiter.resolve()
+    this.#flushWaiters = []
+  }
+
+  #needsCompaction(): boolean {
+    return this.records >= this.#deps.compactAfterRecords
+  }
+
+  #kick(): void {
+    if (this.#storing === null && !this.#stopped) {
+      this.#storing = this.#loop().finally(() => {
+        this.#storing = null
+      })
+    }
+  }
+
+  async #loop(): Promise<void> {
+    // Let the rest of this turn's writes join the first append.
+    await Promise.resolve()
+    for (;;) {
+      if (this.#stopped) return
+      if (this.#writers.size === 0) {
+        // Idle: compact if the log is long. A failed compaction waits for the next write.
+        if (!this.#needsCompaction() || !(await this.#compact())) return
+        continue
+      }
+      const updates = this.#queue
+      const writers = this.#writers
+      const taken = this.#counted - this.#taken
+      this.#taken = this.#counted
+      this.#queue = []
+      this.#writers = new Map()
+      const records: Uint8Array[] = []
+      for (let i = 0; i < updates.length; i += MAX_MERGE) {
+        const chunk = updates.slice(i, i + MAX_MERGE)
+        records.push(chunk.length === 1 ? chunk[0]! : Y.mergeUpdates(chunk))
+      }
+      if (records.length > 0) {
+        const firstSeq = this.#lastSeq + 1
+        const at = Date.now()
+        const history: WriteRecord[] = []
+        for (const [writer, c] of writers) {
+          if (c.bytes > 0) history.push({ actor: writer.actor, at, writes: c.writes, bytes: c.bytes, clientIDs: [...c.clientIDs] })
+        }
+        const stored = await this.#retry(writers, () => this.#deps.store.append(this.#roomId, firstSeq, records, history))
+        if (!stored) return this.#giveUp(taken + this.#counted - this.#taken)
+        if (this.#firstSeq < 0) this.#firstSeq = firstSeq
+        this.#lastSeq = firstSeq + records.length - 1
+      }
+      this.#stored += taken
+      for (const [writer, c] of writers) writer.acknowledge(c.writes)
+      this.#settleFlushes()
+    }
+  }
+
+  #settleFlushes(): void {
+    if (this.#flushWaiters.length === 0) return
+    const waiting = this.#flushWaiters
+    this.#flushWaiters = []
+    for (const waiter of waiting) {
+      if (this.#stored >= waiter.target) waiter.resolve()
+      else this.#flushWaiters.push(waiter)
+    }
+  }
+
+  /** Replaces the stored log with one snapshot; says whether it worked. */
+  async #compact(): Promise<boolean> {
+    const throughSeq = this.#lastSeq
+    const fromSeq = this.#firstSeq
+    if (throughSeq <= fromSeq) return true
+    // The doc holds every stored record (and maybe newer, not yet stored writes: Yjs merges are
+    // idempotent, so a snapshot that runs ahead of the log loses and duplicates nothing).
+    const snapshot = Y.encodeStateAsUpdate(this.#doc)
+    this.#onCompacted(snapshot.length)
+    try {
+      await this.#deps.metrics.timeStore('compact', () => this.#deps.store.compact(this.#roomId, fromSeq, throughSeq, snapshot))
+      this.#firstSeq = throughSeq
+      this.#deps.metrics.compactions++
+      return true
+    } catch (err) {
+      // The log is intact (the batch is atomic); compaction is tried again after the next write.
+      this.#deps.metrics.storeErrors++
+      this.#deps.log.error({ err, roomId: this.#roomId }, 'compaction failed')
+      return false
+    }
+  }
+
+  /**
+   * Runs a store write until it succeeds, backing off; writers hear that their writes wait. Says
+   * false when it gave up: the log stopped, or is closing and the store still fails.
+   */
+  async #retry(writers: Map<Writer, Contribution>, run: () => Promise<void>): Promise<boolean> {
+    let delay = RETRY_MIN_MS
+    for (;;) {
+      try {
+        await this.#deps.metrics.timeStore('append', run)
+        return true
+      } catch (err) {
+        this.#deps.metrics.storeErrors++
+        const closing = this.#closingSince !== null
+        if (this.#stopped || (closing && Date.now() - this.#closingSince! > CLOSING_RETRY_MS)) return false
+        this.#deps.log.error({ err, roomId: this.#roomId, retryInMs: delay }, 'document store write failed; retrying')
+        for (const writer of writers.keys()) writer.writeDelayed()
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, closing ? RETRY_MIN_MS : delay)
+          this.#wakeRetry = () => {
+            clearTimeout(timer)
+            resolve()
+          }
+        })
+        this.#wakeRetry = null
+        delay = Math.min(delay * 2, RETRY_MAX_MS)
+      }
+    }
+  }
+
+  /**
+   * The store cannot take this room's writes and the room must go (shutdown): what it held that was
+   * not stored is said in the log. Its writers were never told it was saved, so clients that still
+   * hold those writes send them again when they reconnect.
+   */
+  #giveUp(unstored: number): void {
+    if (!this.#stopped) {
+      this.#deps.log.error(
+        { roomId: this.#roomId, unstoredWrites: unstored },
+        `${unstored} writes of this room were not stored: the store kept failing while the room closed`,
+      )
+    }
+    this.#stop()
+  }
+}
