@@ -80,7 +80,8 @@ export class Connection implements RoomMember {
   #queueBytes = 0
   #authTimer: NodeJS.Timeout | null
   #saved = 0
-  #lastSentAt = Date.now()
+  /** Whether anything was sent since the last heartbeat (a flag, not a clock read per send). */
+  #sentSinceHeartbeat = false
   #missedPongs = 0
   readonly #noticeAt = new Map<ErrorCode, number>()
   #expiryTimer: NodeJS.Timeout | null = null
@@ -140,7 +141,7 @@ export class Connection implements RoomMember {
       return
     }
     this.#socket.send(frame)
-    this.#lastSentAt = Date.now()
+    this.#sentSinceHeartbeat = true
     this.#ctx.metrics.messagesOut++
     this.#ctx.metrics.bytesOut += frame.length
   }
@@ -155,7 +156,7 @@ export class Connection implements RoomMember {
   }
 
   /** Pings, ends a socket that missed two pongs, and keeps a quiet client's socket alive. */
-  heartbeat(now: number): void {
+  heartbeat(): void {
     if (this.#state === 'closed') return
     if (this.#missedPongs >= 2) {
       this.#log.info('no pong: terminating')
@@ -165,8 +166,10 @@ export class Connection implements RoomMember {
     }
     this.#missedPongs++
     this.#socket.ping()
-    // The stock y-websocket client drops a socket that received nothing for 30 s.
-    if (this.#state === 'open' && now - this.#lastSentAt >= this.#ctx.options.keepaliveMs / 2) this.send(KEEPALIVE_FRAME)
+    // The stock y-websocket client drops a socket that received nothing for 30 s: one quiet for a
+    // whole heartbeat interval (keepaliveMs / 2) gets a keepalive.
+    if (this.#state === 'open' && !this.#sentSinceHeartbeat) this.send(KEEPALIVE_FRAME)
+    this.#sentSinceHeartbeat = false
   }
 
   close(code: number, reason: string): void {

@@ -145,7 +145,7 @@ async function build(options: ServerOptions, resolved: ReturnType<typeof resolve
   const connectionRate = new ConnectionRateLimiter(resolved.limits.connectionsPerIpPerMinute)
   const heartbeat = setInterval(() => {
     const now = Date.now()
-    for (const connection of connections) connection.heartbeat(now)
+    for (const connection of connections) connection.heartbeat()
     connectionRate.sweep(now)
   }, resolved.keepaliveMs / 2)
   heartbeat.unref()
