@@ -36,7 +36,7 @@ import {
   updateRoom,
 } from './support/access.ts'
 import { type RawClient, rawClient } from './support/raw-client.ts'
-import { type TestServer, makeDataDir, startServer } from './support/server.ts'
+import { type TestServer, makeDataDir, serversPerFile, startServer } from './support/server.ts'
 import { type StockPeer, stockPeer, synced } from './support/stock-client.ts'
 import { until, withDeadline } from './support/wait.ts'
 
@@ -51,22 +51,13 @@ const fresh = (label: string): string => `access-${label}-${++roomSeq}`
 
 const clients: RawClient[] = []
 const peers: StockPeer[] = []
-const extraServers: TestServer[] = []
 
 afterEach(() => {
   for (const client of clients.splice(0)) client.close()
   for (const peer of peers.splice(0)) peer.destroy()
 })
 
-afterAll(async () => {
-  for (const server of extraServers.splice(0)) await server.destroy()
-})
-
-const start = async (...args: Parameters<typeof startServer>): Promise<TestServer> => {
-  const server = await startServer(...args)
-  extraServers.push(server)
-  return server
-}
+const { start, track } = serversPerFile()
 
 /** A raw Tandem client presenting `token` (null: none); closed after the test. */
 const connect = async (server: TestServer, room: string, token: string | null, options: { sync?: boolean } = {}): Promise<RawClient> => {
@@ -338,7 +329,7 @@ describe('a reader (room:read)', () => {
 
     for (const c of [wes, wyn, rae]) c.close()
     const again = await own.restart()
-    extraServers.push(again)
+    track(again)
     const reloaded = await storedDoc(again, room)
     expect(hasClient(reloaded, id)).toBe(false)
     expect(textOf(reloaded)).toBe('later')

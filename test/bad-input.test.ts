@@ -10,7 +10,7 @@
  */
 
 import * as prng from 'lib0/prng'
-import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest'
+import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest'
 import * as Y from 'yjs'
 import { writeAwarenessUpdate } from '../protocol/awareness.ts'
 import { CloseCode, type ErrorCode } from '../protocol/errors.ts'
@@ -27,7 +27,7 @@ import {
 import { PermissionBit } from '../protocol/permissions.ts'
 import type { AuthResult, Authenticate, Credentials } from '../server/session.ts'
 import { type RawClient, type RawClientOptions, rawClient, textUpdate } from './support/raw-client.ts'
-import { type TestServer, startServer } from './support/server.ts'
+import { type TestServer, serversPerFile } from './support/server.ts'
 import { type StockPeer, converged, stockPeer, synced } from './support/stock-client.ts'
 import { once, until, withDeadline } from './support/wait.ts'
 
@@ -147,7 +147,6 @@ describe('the bad frames themselves', () => {
 
 const raws: RawClient[] = []
 const peers: StockPeer[] = []
-const servers: TestServer[] = []
 
 const join = async (server: TestServer, room: string, options?: RawClientOptions): Promise<RawClient> => {
   const client = await rawClient(server.syncUrl, room, options)
@@ -302,15 +301,7 @@ afterEach(() => {
   for (const peer of peers.splice(0)) peer.destroy()
 })
 
-afterAll(async () => {
-  for (const server of servers.splice(0)) await server.destroy()
-})
-
-const start = async (...args: Parameters<typeof startServer>): Promise<TestServer> => {
-  const server = await startServer(...args)
-  servers.push(server)
-  return server
-}
+const { start } = serversPerFile()
 
 // --- bad frames from a client in the room ----------------------------------------------------
 

@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { FastifyInstance } from 'fastify'
-import { afterEach } from 'vitest'
+import { afterAll, afterEach } from 'vitest'
 import { createServer } from '../../server/create-server.ts'
 import type { ServerOptions } from '../../server/options.ts'
 import type { Authenticate } from '../../server/session.ts'
@@ -66,13 +66,10 @@ export async function startServer(options: Partial<ServerOptions> = {}, dataDir 
   }
 }
 
-/**
- * For one test file: `start` starts a server that is destroyed after the test, and `track` adds one
- * started elsewhere (a restart), newest destroyed first.
- */
-export const serversPerTest = (): { start: typeof startServer; track: (server: TestServer) => TestServer } => {
+/** Servers a test file starts, destroyed newest first after each test (`each`) or after the file (`all`). */
+const tracked = (hook: (fn: () => Promise<void>) => void): { start: typeof startServer; track: (server: TestServer) => TestServer } => {
   const servers: TestServer[] = []
-  afterEach(async () => {
+  hook(async () => {
     for (const server of servers.splice(0).reverse()) await server.destroy()
   })
   const track = (server: TestServer): TestServer => {
@@ -81,3 +78,9 @@ export const serversPerTest = (): { start: typeof startServer; track: (server: T
   }
   return { start: async (...args) => track(await startServer(...args)), track }
 }
+
+/** `start` starts a server destroyed after the test; `track` adds one started elsewhere (a restart). */
+export const serversPerTest = () => tracked(afterEach)
+
+/** `start` starts a server destroyed once the whole file has run. */
+export const serversPerFile = () => tracked(afterAll)
