@@ -74,7 +74,7 @@ export interface ServerOptions {
   store?: Store
   /** Server secret (signs tokens, authenticates REST). Never logged. */
   secret: string
-  /** Let clients without credentials in, as anonymous writers. Off by default. */
+  /** Let clients without credentials in, anonymously, with each room's `defaultAccesses` only. Off by default. */
   allowAnonymous?: boolean
   /** Accept the stock y-websocket client's `?token=` query parameter. Off by default. */
   yWebsocketCompat?: boolean
