@@ -28,6 +28,7 @@ import {
 } from '../protocol/messages.ts'
 import { type PermissionBits, canRead, canWrite, canWritePresence } from '../protocol/permissions.ts'
 import type { AccessControl } from './access-control.ts'
+import { LimitedWebSocket, frameBinary } from './limited-socket.ts'
 import type { Metrics } from './metrics.ts'
 import { TokenBucket } from './rate-limit.ts'
 import type { ResolvedOptions } from './options.ts'
@@ -57,6 +58,8 @@ interface Queued {
 }
 
 const OPEN = 1
+/** Frames up to this size are framed by Tandem and written with one socket write (see `send`). */
+const SMALL_FRAME = 4_096
 /** An awareness update with no entries: every client ignores it, and it keeps quiet sockets alive. */
 const KEEPALIVE_FRAME = encodeFrame(writeAwareness, writeAwarenessUpdate([]))
 /** Codes a stock y-websocket client is told about through y-protocols' permission-denied message. */
@@ -133,14 +136,20 @@ export class Connection implements RoomMember {
     return this.#state === 'open'
   }
 
-  send(frame: Uint8Array): void {
+  send(frame: Uint8Array, wire?: Buffer): void {
     if (this.#socket.readyState !== OPEN) return
     if (this.#socket.bufferedAmount > this.#ctx.options.limits.maxBufferedBytes) {
       // A client that stopped reading would make the server buffer without bound.
       this.close(CloseCode.tryAgainLater, 'slow_reader')
       return
     }
-    this.#socket.send(frame)
+    // One socket write of a frame built once (small frames are framed here: a copy is cheaper
+    // than ws's two-buffer write); large frames of one receiver go through ws as they are.
+    if (this.#socket instanceof LimitedWebSocket && (wire !== undefined || frame.length <= SMALL_FRAME)) {
+      this.#socket.sendFrame(frame, wire ?? frameBinary(frame))
+    } else {
+      this.#socket.send(frame)
+    }
     this.#sentSinceHeartbeat = true
     this.#ctx.metrics.messagesOut++
     this.#ctx.metrics.bytesOut += frame.length

@@ -7,9 +7,14 @@
  * passes frames from other processes to `RemoteFrames`, which the room applies like local ones.
  */
 
+import { frameBinary } from './limited-socket.ts'
+
 export interface Member {
-  /** Sends one frame to this member's socket. */
-  send(frame: Uint8Array): void
+  /**
+   * Sends one frame (a Tandem/y-websocket message) to this member's socket; `wire`, when given, is
+   * the same frame already framed as a WebSocket message (`frameBinary`), built once per broadcast.
+   */
+  send(frame: Uint8Array, wire?: Buffer): void
 }
 
 /** Frames published by the same room in other processes; LocalFanout never has any. */
@@ -44,8 +49,10 @@ class LocalChannel<M extends Member> implements RoomChannel<M> {
   }
 
   broadcast(frame: Uint8Array, except?: object | null): void {
+    // Framed once for every receiver: the same bytes go to each socket.
+    const wire = this.#members.size > 1 ? frameBinary(frame) : undefined
     for (const member of this.#members) {
-      if (member !== except) member.send(frame)
+      if (member !== except) member.send(frame, wire)
     }
   }
 
