@@ -121,6 +121,7 @@ async function build(options: ServerOptions, resolved: ReturnType<typeof resolve
       compactAfterRecords: resolved.compactAfterRecords,
       presenceLimits: resolved.limits,
       maxRoomBytes: resolved.limits.maxRoomBytes,
+      broadcastWindowMs: resolved.broadcastWindowMs,
     },
     resolved.idleUnloadMs,
     resolved.limits.maxRooms,

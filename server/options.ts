@@ -94,6 +94,12 @@ export interface ServerOptions {
   keepaliveMs?: number
   /** Compact a room's log once it holds this many records. */
   compactAfterRecords?: number
+  /**
+   * A busy room relays document updates at most once per this many ms, merged into one frame (the
+   * first update after a pause goes out at once). 0 relays at the end of every event-loop turn.
+   * Default 0.
+   */
+  broadcastWindowMs?: number
   limits?: Partial<Limits>
   logLevel?: LogLevel
   /** A logger instance to use instead of Fastify's own (pino). */
@@ -111,6 +117,7 @@ export interface ResolvedOptions {
   readonly idleUnloadMs: number
   readonly keepaliveMs: number
   readonly compactAfterRecords: number
+  readonly broadcastWindowMs: number
   readonly limits: Readonly<Limits>
 }
 
@@ -123,5 +130,6 @@ export const resolveOptions = (options: ServerOptions): ResolvedOptions => ({
   idleUnloadMs: options.idleUnloadMs ?? 10_000,
   keepaliveMs: options.keepaliveMs ?? 15_000,
   compactAfterRecords: options.compactAfterRecords ?? 500,
+  broadcastWindowMs: options.broadcastWindowMs ?? 0,
   limits: { ...DEFAULT_LIMITS, ...options.limits },
 })

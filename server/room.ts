@@ -2,8 +2,12 @@
  * One room: its Y.Doc, its presence, and the path of every accepted write through it.
  *
  * A write is applied to the doc at once (so the next sync answer has it), then goes two ways:
- * - broadcast: writes of the same event-loop turn are merged into one update, encoded once into one
- *   frame (a lone update is relayed in the frame it arrived in), and handed to the fan-out channel;
+ * - broadcast: writes waiting to be relayed are merged into one update, encoded once into one frame
+ *   (a lone update is relayed in the frame it arrived in), and handed to the fan-out channel. A
+ *   quiet room relays at the end of the turn a write came in; a busy one relays at most once per
+ *   `broadcastWindowMs` (a leading-edge throttle): the first write after a pause goes out at once,
+ *   later ones wait at most the window and share one frame per receiver, so the cost of a fan-out
+ *   (a socket write per receiver) is paid per window, not per keystroke;
  * - store: the room's log (room-log.ts) stores it and acknowledges its writer.
  *
  * Size cap: the room keeps an estimate of its document's encoded size (measured at load and at each
@@ -36,6 +40,8 @@ export interface RoomDeps {
   readonly presenceLimits: PresenceLimits
   /** Largest estimated document size; see `Room.applyUpdate`. */
   readonly maxRoomBytes: number
+  /** A busy room relays writes at most once per this many ms (0: at the end of every turn). */
+  readonly broadcastWindowMs: number
 }
 
 /** The origin of updates that other processes' rooms stored (fan-out across processes). */
@@ -60,7 +66,10 @@ export class Room {
   #batchOrigin: Writer | null = null
   /** The frame the batch's only update arrived in, relayed as is (no re-encoding). */
   #batchFrame: Uint8Array | null = null
-  #batchTimer: NodeJS.Immediate | null = null
+  /** Cancels the scheduled relay of the batch (null: none scheduled). */
+  #batchTimer: (() => void) | null = null
+  /** When the last batch was relayed (performance.now(); read once per batch, not per write). */
+  #lastFlush = -Infinity
 
   private constructor(id: string, doc: Y.Doc, stored: { firstSeq: number; lastSeq: number }, bytes: number, deps: RoomDeps) {
     this.id = id
@@ -148,7 +157,7 @@ export class Room {
     this.#batchFrame = this.#batch.length === 0 ? frame : null
     this.#batch.push(update)
     if (this.#batch.length >= MAX_MERGE) this.flushBroadcast()
-    else this.#batchTimer ??= setImmediate(() => this.flushBroadcast())
+    else if (this.#batchTimer === null) this.#scheduleBroadcast()
 
     this.#log.append(update, origin, clientIDs)
   }
@@ -179,14 +188,29 @@ export class Room {
     this.#broadcastAwareness(entries, except)
   }
 
-  /** Sends this turn's writes to the room now: merged into one update, encoded once for all. */
-  flushBroadcast(): void {
-    if (this.#batchTimer !== null) {
-      clearImmediate(this.#batchTimer)
-      this.#batchTimer = null
+  /** The first write of a batch: relay it at the end of this turn, or when the window is over. */
+  #scheduleBroadcast(): void {
+    const wait = this.#lastFlush + this.#deps.broadcastWindowMs - performance.now()
+    if (wait > 0) {
+      const timer = setTimeout(() => this.flushBroadcast(), wait)
+      this.#batchTimer = () => clearTimeout(timer)
+    } else {
+      const immediate = setImmediate(() => this.flushBroadcast())
+      this.#batchTimer = () => clearImmediate(immediate)
     }
+  }
+
+  #clearBroadcastTimer(): void {
+    this.#batchTimer?.()
+    this.#batchTimer = null
+  }
+
+  /** Sends the waiting writes to the room now: merged into one update, encoded once for all. */
+  flushBroadcast(): void {
+    this.#clearBroadcastTimer()
     const updates = this.#batch
     if (updates.length === 0) return
+    if (this.#deps.broadcastWindowMs > 0) this.#lastFlush = performance.now()
     const origin = this.#batchOrigin
     const received = this.#batchFrame
     this.#batch = []
@@ -218,8 +242,7 @@ export class Room {
 
   /** Drops the room without storing anything more (it is being deleted); waits for a write in flight. */
   async discard(): Promise<void> {
-    if (this.#batchTimer !== null) clearImmediate(this.#batchTimer)
-    this.#batchTimer = null
+    this.#clearBroadcastTimer()
     this.#batch = []
     this.#batchFrame = null
     await this.#log.discard()

@@ -22,6 +22,7 @@ const DEFAULTS: Config = {
   jwtAudience: null,
   playground: false,
   logLevel: 'info',
+  broadcastWindowMs: 0,
 }
 
 /** Asserts `run` throws a one-line ConfigError naming `setting`, and returns it. */
@@ -60,6 +61,7 @@ describe('parseConfig', () => {
       TANDEM_JWT_AUDIENCE: 'tandem',
       TANDEM_PLAYGROUND: 'yes',
       TANDEM_LOG_LEVEL: 'debug',
+      TANDEM_BROADCAST_WINDOW_MS: '10',
     })
     expect(config).toEqual({
       port: 8080,
@@ -76,6 +78,7 @@ describe('parseConfig', () => {
       jwtAudience: 'tandem',
       playground: true,
       logLevel: 'debug',
+      broadcastWindowMs: 10,
     })
   })
 
@@ -97,6 +100,7 @@ describe('parseConfig', () => {
         '--playground',
         '--log-level',
         'silent',
+        '--broadcast-window-ms=1000',
       ],
       {},
     )
@@ -115,6 +119,7 @@ describe('parseConfig', () => {
       jwtAudience: null,
       playground: true,
       logLevel: 'silent',
+      broadcastWindowMs: 1000,
     })
   })
 
@@ -122,6 +127,12 @@ describe('parseConfig', () => {
     configError(() => parseConfig(['--jwks-url', 'not a url'], {}), '--jwks-url (TANDEM_JWKS_URL)')
     configError(() => parseConfig([], { TANDEM_JWKS_URL: 'file:///etc/keys' }), '--jwks-url (TANDEM_JWKS_URL)')
     configError(() => parseConfig(['--jwks-url', 'https://a/jwks', '--jwt-public-key', 'k.pem'], {}), '--jwt-public-key (TANDEM_JWT_PUBLIC_KEY)')
+  })
+
+  it('refuses a broadcast window that is not a whole number of ms from 0 to 1000', () => {
+    for (const bad of ['-1', '1001', '2.5', 'ten', '1e3']) {
+      configError(() => parseConfig([`--broadcast-window-ms=${bad}`], {}), '--broadcast-window-ms (TANDEM_BROADCAST_WINDOW_MS)')
+    }
   })
 
   it('lets a flag win over the environment', () => {

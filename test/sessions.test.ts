@@ -145,4 +145,35 @@ describe('saved acknowledgements', () => {
     await writer.saved(1)
     expect(writer.messages.some((m) => m.kind === 'update')).toBe(false)
   })
+
+  it('a busy room relays at most once per broadcast window, the first write at once, the rest merged', async () => {
+    // A window far longer than the test's own steps (a few ms), so what arrives when is not a race.
+    const server = await start({ broadcastWindowMs: 2_000 })
+    const writer = await rawClient(server.syncUrl, 'window')
+    const reader = await rawClient(server.syncUrl, 'window')
+    await Promise.all([writer.next('sync-step-2'), reader.next('sync-step-2')])
+    const doc = new Y.Doc()
+    const updates: Uint8Array[] = []
+    doc.on('update', (u: Uint8Array) => updates.push(u))
+    const text = doc.getText('t')
+    const relayed = (): number => reader.messages.filter((m) => m.kind === 'update').length
+
+    text.insert(0, 'a')
+    writer.sendUpdate(updates[0]!)
+    await reader.next('update') // the first write after a quiet spell is not held back
+    for (let i = 1; i <= 5; i++) {
+      text.insert(i, 'bcdef'[i - 1]!)
+      writer.sendUpdate(updates[i]!)
+      await writer.saved(i + 1) // each write handled in its own turn, applied and stored
+    }
+    expect(relayed()).toBe(1) // held: the window is still open
+    // A newcomer's sync has every applied write at once, window or not.
+    const late = await rawClient(server.syncUrl, 'window')
+    await late.next('sync-step-2')
+    expect(late.doc.getText('t').toString()).toBe('abcdef')
+
+    // When the window ends, the held writes go out by themselves.
+    await until('reader has all', reader.doc, ['update'], () => reader.doc.getText('t').toString() === 'abcdef')
+    expect(relayed()).toBe(2) // the five held writes in one frame
+  })
 })
