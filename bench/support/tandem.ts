@@ -20,6 +20,8 @@ export interface Child {
   readonly stderr: () => string
   /** CPU time (user + system) the child used so far, in microseconds, from /proc/<pid>/stat. */
   cpuUs(): number
+  /** The same, split into user and system (kernel: socket writes, epoll, LevelDB's file writes). */
+  cpu(): { user: number; system: number }
   stop(): Promise<void>
 }
 
@@ -52,15 +54,20 @@ export async function spawnServer(args: string[], listening: RegExp, options: { 
   })
   const pid = child.pid!
   const ticks = 100 // USER_HZ on Linux
+  const cpu = (): { user: number; system: number } => {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    return { user: (Number(fields[11]) / ticks) * 1e6, system: (Number(fields[12]) / ticks) * 1e6 } // utime, stime
+  }
   return {
     child,
     port,
     pid,
     stderr: () => err,
+    cpu,
     cpuUs() {
-      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-      return ((Number(fields[11]) + Number(fields[12])) / ticks) * 1e6 // utime, stime
+      const { user, system } = cpu()
+      return user + system
     },
     async stop() {
       if (child.exitCode !== null || child.signalCode !== null) return
