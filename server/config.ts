@@ -29,6 +29,8 @@ export interface Config {
   playground: boolean
   /** A busy room relays updates at most once per this many ms (0: every event-loop turn). */
   broadcastWindowMs: number
+  /** A busy room stores writes at most once per this many ms (0: as soon as the last append is done). */
+  storeWindowMs: number
 }
 
 /** Invalid configuration; `setting` names it as `--flag (ENV)`. */
@@ -76,6 +78,7 @@ const SETTINGS = {
   logLevel: { flag: 'log-level', env: 'TANDEM_LOG_LEVEL', type: 'string' },
   playground: { flag: 'playground', env: 'TANDEM_PLAYGROUND', type: 'boolean' },
   broadcastWindowMs: { flag: 'broadcast-window-ms', env: 'TANDEM_BROADCAST_WINDOW_MS', type: 'string' },
+  storeWindowMs: { flag: 'store-window-ms', env: 'TANDEM_STORE_WINDOW_MS', type: 'string' },
 } as const satisfies { readonly [K in keyof Config]: Setting }
 
 export const USAGE = `Usage: tandem [options]
@@ -101,6 +104,9 @@ Each option may instead be set by the environment variable in brackets; a flag w
                           into one frame per receiver (the first after a pause goes at once);
                           less CPU per edit in busy rooms for up to n ms of added latency, 0 to
                           1000 [TANDEM_BROADCAST_WINDOW_MS] (default 0: at the end of each turn)
+  --store-window-ms <n>   a busy room stores (and acknowledges) writes at most once per n ms, in
+                          one record (the first after a pause at once); relaying is not delayed,
+                          0 to 1000 [TANDEM_STORE_WINDOW_MS] (default 50)
   --playground            serve the demo web app at /playground; a local demo whose admin
                           panel changes ACLs with the secret: never on a shared server
                           [TANDEM_PLAYGROUND]
@@ -188,7 +194,8 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): Config {
     jwtAudience: text(SETTINGS.jwtAudience) ?? null,
     logLevel: parseLogLevel(text(SETTINGS.logLevel)),
     playground: bool(SETTINGS.playground),
-    broadcastWindowMs: parseWindow(text(SETTINGS.broadcastWindowMs)),
+    broadcastWindowMs: parseWindow(SETTINGS.broadcastWindowMs, text(SETTINGS.broadcastWindowMs), 0),
+    storeWindowMs: parseWindow(SETTINGS.storeWindowMs, text(SETTINGS.storeWindowMs), 50),
   }
 }
 
@@ -216,10 +223,10 @@ function parsePort(value: string | undefined): number {
   return n
 }
 
-function parseWindow(value: string | undefined): number {
-  if (value === undefined) return 0
+function parseWindow(s: Setting, value: string | undefined, fallback: number): number {
+  if (value === undefined) return fallback
   const n = /^\d{1,4}$/.test(value) ? Number(value) : NaN
-  if (!(n <= 1000)) throw invalid(SETTINGS.broadcastWindowMs, `expected an integer from 0 to 1000 (ms), got ${shown(value)}`)
+  if (!(n <= 1000)) throw invalid(s, `expected an integer from 0 to 1000 (ms), got ${shown(value)}`)
   return n
 }
 

@@ -122,6 +122,7 @@ async function build(options: ServerOptions, resolved: ReturnType<typeof resolve
       presenceLimits: resolved.limits,
       maxRoomBytes: resolved.limits.maxRoomBytes,
       broadcastWindowMs: resolved.broadcastWindowMs,
+      storeWindowMs: resolved.storeWindowMs,
     },
     resolved.idleUnloadMs,
     resolved.limits.maxRooms,

@@ -100,6 +100,13 @@ export interface ServerOptions {
    * Default 0.
    */
   broadcastWindowMs?: number
+  /**
+   * A busy room stores writes at most once per this many ms, in one record per window (the first
+   * write after a pause is stored at once); their acknowledgements wait as long. Fewer, larger
+   * LevelDB writes, history entries and acknowledgements per edit; relaying to other clients is
+   * not delayed. 0 stores as soon as the previous append is done. Default 50.
+   */
+  storeWindowMs?: number
   limits?: Partial<Limits>
   logLevel?: LogLevel
   /** A logger instance to use instead of Fastify's own (pino). */
@@ -118,6 +125,7 @@ export interface ResolvedOptions {
   readonly keepaliveMs: number
   readonly compactAfterRecords: number
   readonly broadcastWindowMs: number
+  readonly storeWindowMs: number
   readonly limits: Readonly<Limits>
 }
 
@@ -131,5 +139,6 @@ export const resolveOptions = (options: ServerOptions): ResolvedOptions => ({
   keepaliveMs: options.keepaliveMs ?? 15_000,
   compactAfterRecords: options.compactAfterRecords ?? 500,
   broadcastWindowMs: options.broadcastWindowMs ?? 0,
+  storeWindowMs: options.storeWindowMs ?? 50,
   limits: { ...DEFAULT_LIMITS, ...options.limits },
 })

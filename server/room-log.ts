@@ -3,7 +3,9 @@
  * acknowledgements.
  *
  * While one append is in flight, later writes wait and go out together in the next (a group
- * commit; the store also joins the appends of every room in one event-loop turn). Each writer is
+ * commit; the store also joins the appends of every room in one event-loop turn). With
+ * `storeWindowMs`, a busy room appends at most once per window (the first write after a pause at
+ * once): fewer, larger records, history entries and acknowledgements per write. Each writer is
  * acknowledged (`saved`) only once its writes are stored, with a history entry per writer and
  * batch. When the log grows past `compactAfterRecords`, it is replaced by one snapshot of the
  * document. A failing store is retried with backoff (writers hear their writes wait); a log that is
@@ -30,6 +32,8 @@ export interface RoomLogDeps {
   readonly metrics: Metrics
   readonly log: FastifyBaseLogger
   readonly compactAfterRecords: number
+  /** A busy room appends at most once per this many ms (0: as soon as the previous append is done). */
+  readonly storeWindowMs: number
 }
 
 /** What one writer put into the batch being stored, for its acknowledgement and the history. */
@@ -73,6 +77,9 @@ export class RoomLog {
   #closingSince: number | null = null
   /** Ends a store retry's backoff early (on close or stop). */
   #wakeRetry: (() => void) | null = null
+  /** When the last append began (performance.now()), and what ends the wait for the next window. */
+  #lastAppend = -Infinity
+  #wakeWindow: (() => void) | null = null
 
   constructor(roomId: string, doc: Y.Doc, stored: { firstSeq: number; lastSeq: number }, deps: RoomLogDeps, onCompacted: (bytes: number) => void) {
     this.#roomId = roomId
@@ -114,13 +121,16 @@ export class RoomLog {
     const target = this.#counted
     // A stopped log (room deleted, or gave up on a failing store) has nothing to wait for.
     if (this.#stored >= target || this.#stopped) return Promise.resolve()
-    return new Promise((resolve) => this.#flushWaiters.push({ target, resolve }))
+    const flushed = new Promise<void>((resolve) => this.#flushWaiters.push({ target, resolve }))
+    this.#wakeWindow?.() // someone waits: the window does not hold these writes back
+    return flushed
   }
 
   /** The room is going: a failing store is retried a little longer, then given up on. */
   closing(): void {
     this.#closingSince ??= Date.now()
     this.#wakeRetry?.()
+    this.#wakeWindow?.()
   }
 
   /** Stores what is counted, then compacts a multi-record log so the next load reads one record. */
@@ -135,6 +145,7 @@ export class RoomLog {
   async discard(): Promise<void> {
     this.#stop()
     this.#wakeRetry?.()
+    this.#wakeWindow?.()
     await this.#storing
   }
 
@@ -169,6 +180,8 @@ export class RoomLog {
         if (!this.#needsCompaction() || !(await this.#compact())) return
         continue
       }
+      await this.#window()
+      if (this.#stopped) return
       const updates = this.#queue
       const writers = this.#writers
       const taken = this.#counted - this.#taken
@@ -195,6 +208,25 @@ export class RoomLog {
       this.#stored += taken
       for (const [writer, c] of writers) writer.acknowledge(c.writes)
       this.#settleFlushes()
+    }
+  }
+
+  /** Waits out the rest of the store window, unless someone waits for a flush or the log closes. */
+  async #window(): Promise<void> {
+    const windowMs = this.#deps.storeWindowMs
+    if (windowMs > 0 && this.#flushWaiters.length === 0 && this.#closingSince === null) {
+      const wait = this.#lastAppend + windowMs - performance.now()
+      if (wait > 0) {
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, wait)
+          this.#wakeWindow = () => {
+            clearTimeout(timer)
+            resolve()
+          }
+        })
+        this.#wakeWindow = null
+      }
+      this.#lastAppend = performance.now()
     }
   }
 

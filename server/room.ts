@@ -42,6 +42,8 @@ export interface RoomDeps {
   readonly maxRoomBytes: number
   /** A busy room relays writes at most once per this many ms (0: at the end of every turn). */
   readonly broadcastWindowMs: number
+  /** A busy room stores writes at most once per this many ms (see room-log.ts). */
+  readonly storeWindowMs: number
 }
 
 /** The origin of updates that other processes' rooms stored (fan-out across processes). */

@@ -23,6 +23,7 @@ const DEFAULTS: Config = {
   playground: false,
   logLevel: 'info',
   broadcastWindowMs: 0,
+  storeWindowMs: 50,
 }
 
 /** Asserts `run` throws a one-line ConfigError naming `setting`, and returns it. */
@@ -62,6 +63,7 @@ describe('parseConfig', () => {
       TANDEM_PLAYGROUND: 'yes',
       TANDEM_LOG_LEVEL: 'debug',
       TANDEM_BROADCAST_WINDOW_MS: '10',
+      TANDEM_STORE_WINDOW_MS: '0',
     })
     expect(config).toEqual({
       port: 8080,
@@ -79,6 +81,7 @@ describe('parseConfig', () => {
       playground: true,
       logLevel: 'debug',
       broadcastWindowMs: 10,
+      storeWindowMs: 0,
     })
   })
 
@@ -101,6 +104,8 @@ describe('parseConfig', () => {
         '--log-level',
         'silent',
         '--broadcast-window-ms=1000',
+        '--store-window-ms',
+        '7',
       ],
       {},
     )
@@ -120,6 +125,7 @@ describe('parseConfig', () => {
       playground: true,
       logLevel: 'silent',
       broadcastWindowMs: 1000,
+      storeWindowMs: 7,
     })
   })
 
@@ -129,9 +135,10 @@ describe('parseConfig', () => {
     configError(() => parseConfig(['--jwks-url', 'https://a/jwks', '--jwt-public-key', 'k.pem'], {}), '--jwt-public-key (TANDEM_JWT_PUBLIC_KEY)')
   })
 
-  it('refuses a broadcast window that is not a whole number of ms from 0 to 1000', () => {
+  it('refuses a broadcast or store window that is not a whole number of ms from 0 to 1000', () => {
     for (const bad of ['-1', '1001', '2.5', 'ten', '1e3']) {
       configError(() => parseConfig([`--broadcast-window-ms=${bad}`], {}), '--broadcast-window-ms (TANDEM_BROADCAST_WINDOW_MS)')
+      configError(() => parseConfig([], { TANDEM_STORE_WINDOW_MS: bad }), '--store-window-ms (TANDEM_STORE_WINDOW_MS)')
     }
   })
 

@@ -30,8 +30,11 @@ afterEach(() => {
   for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true })
 })
 
+// No store window: the flow-controlled writers below (a few writes in flight, more only once
+// acknowledged) must reach thousands of acknowledgements in seconds, and a window makes each of
+// their round trips last it. Kills under the default window: durability.test.ts.
 const start = async (dataDir: string): Promise<{ cli: CliProcess; port: number }> => {
-  const cli = runCli(['--port', '0', '--data-dir', dataDir, '--secret', TEST_SECRET, '--allow-anonymous', '--log-level', 'warn'])
+  const cli = runCli(['--port', '0', '--data-dir', dataDir, '--secret', TEST_SECRET, '--allow-anonymous', '--log-level', 'warn', '--store-window-ms', '0'])
   started.push(cli)
   return { cli, port: await cli.listening() }
 }

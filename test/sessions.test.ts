@@ -176,4 +176,45 @@ describe('saved acknowledgements', () => {
     await until('reader has all', reader.doc, ['update'], () => reader.doc.getText('t').toString() === 'abcdef')
     expect(relayed()).toBe(2) // the five held writes in one frame
   })
+
+  it('a busy room stores at most once per store window: the first write at once, the rest in one record and one acknowledgement', async () => {
+    const server = await start({ storeWindowMs: 2_000 })
+    const writer = await rawClient(server.syncUrl, 'store-window')
+    const reader = await rawClient(server.syncUrl, 'store-window')
+    await Promise.all([writer.next('sync-step-2'), reader.next('sync-step-2')])
+    const doc = new Y.Doc()
+    const updates: Uint8Array[] = []
+    doc.on('update', (u: Uint8Array) => updates.push(u))
+    for (let i = 0; i < 6; i++) doc.getText('t').insert(i, 'abcdef'[i]!)
+
+    writer.sendUpdate(updates[0]!)
+    await writer.saved(1) // the first write after a quiet spell is stored and acknowledged at once
+    for (const u of updates.slice(1)) writer.sendUpdate(u)
+    // Relaying is not held back by the store window...
+    await until('reader has all', reader.doc, ['update'], () => reader.doc.getText('t').toString() === 'abcdef')
+    // ...but storing is: the five wait for the window, then go as one record with one acknowledgement.
+    expect(writer.messages.filter((m) => m.kind === 'saved').map((m) => m.kind === 'saved' && m.count)).toEqual([1])
+    await writer.saved(6)
+    expect(writer.messages.filter((m) => m.kind === 'saved').map((m) => m.kind === 'saved' && m.count)).toEqual([1, 6])
+    expect(server.app.tandem.registry.get('store-window')!.storedRecords).toBe(2)
+  })
+
+  it('a flush (shutdown, REST writes) does not wait for the store window', async () => {
+    // A window longer than the test may take: if a flush waited for it, the test would time out.
+    const server = await start({ storeWindowMs: 600_000 })
+    const writer = await rawClient(server.syncUrl, 'flush-window')
+    await writer.next('sync-step-2')
+    writer.sendUpdate(textUpdate('a'))
+    await writer.saved(1)
+    const doc = new Y.Doc()
+    doc.getText('t').insert(0, 'hello')
+    writer.sendUpdate(Y.encodeStateAsUpdate(doc))
+    await until('applied', server.app.tandem.registry.get('flush-window')!.doc, ['update'], () => server.app.tandem.registry.get('flush-window')!.doc.getText('t').length === 6)
+    await server.app.tandem.registry.get('flush-window')!.flush()
+    await writer.saved(2)
+    const stored = await server.app.tandem.store.load('flush-window')
+    const fromDisk = new Y.Doc()
+    for (const u of stored.updates) Y.applyUpdate(fromDisk, u)
+    expect(fromDisk.getText('t').length).toBe(6)
+  })
 })
