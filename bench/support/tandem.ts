@@ -81,11 +81,20 @@ export async function spawnServer(args: string[], listening: RegExp, options: { 
 }
 
 /** The Tandem CLI in a child process, anonymous writers allowed (rooms still need an ACL record). */
-export const spawnTandem = (dataDir: string, options: { cpu?: number; preload?: string[]; nodeFlags?: string[] } = {}): Promise<Child> =>
+export const spawnTandem = (dataDir: string, options: { cpu?: number; preload?: string[]; nodeFlags?: string[]; args?: string[] } = {}): Promise<Child> =>
   spawnServer(
-    [...(options.nodeFlags ?? []), '--import', 'tsx', ...(options.preload ?? []).flatMap((p) => ['--import', p]), 'server/cli.ts', '--port', '0', '--host', '127.0.0.1', '--data-dir', dataDir, '--secret', BENCH_SECRET, '--allow-anonymous', '--log-level', 'warn'],
+    [
+      ...(options.nodeFlags ?? []),
+      '--import',
+      'tsx',
+      ...(options.preload ?? []).flatMap((p) => ['--import', p]),
+      'server/cli.ts',
+      ...['--port', '0', '--host', '127.0.0.1', '--data-dir', dataDir, '--secret', BENCH_SECRET, '--allow-anonymous', '--log-level', 'warn'],
+      ...(options.args ?? []),
+    ],
     /listening on http:\/\/[^:]+:(\d+)/,
-    { cpu: options.cpu, env: { TANDEM_SECRET: '', PORT: '', HOST: '', TANDEM_DATA_DIR: '' } },
+    // The defaults, whatever this shell's environment says (an empty variable counts as unset).
+    { cpu: options.cpu, env: { TANDEM_SECRET: '', PORT: '', HOST: '', TANDEM_DATA_DIR: '', TANDEM_BROADCAST_WINDOW_MS: '', TANDEM_STORE_WINDOW_MS: '' } },
   )
 
 /** Creates a room's ACL record that lets anyone with a session write (the CLI's rooms need one). */
