@@ -292,8 +292,8 @@ export const scenario: Scenario = {
         : quick
         ? [{ rooms: 20, clients: 5, rates: [500, 1000, 2000] }, { rooms: 4, clients: 25, rates: [200, 400] }]
         : [
-            { rooms: 100, clients: 5, rates: [2000, 4000, 8000, 10000, 12000, 14000, 16000, 20000, 24000, 28000, 32000] },
-            { rooms: 10, clients: 50, rates: [400, 800, 1600, 2000, 2400, 2800, 3200, 4000, 5000, 6400, 8000, 10000, 12800, 16000] },
+            { rooms: 100, clients: 5, rates: [4000, 8000, 10000, 12000, 14000, 16000, 20000, 24000, 28000, 32000] },
+            { rooms: 10, clients: 50, rates: [800, 1600, 2000, 2400, 2800, 3200, 4000, 5000, 6400, 8000, 10000, 12800, 16000] },
           ]
       const seconds = quick ? 1 : 1.5
       // BENCH_PEERS=tandem measures Tandem alone (for profiling with BENCH_CPU_PROF): no ratios then.
