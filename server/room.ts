@@ -192,7 +192,8 @@ export class Room {
 
   /** The first write of a batch: relay it at the end of this turn, or when the window is over. */
   #scheduleBroadcast(): void {
-    const wait = this.#lastFlush + this.#deps.broadcastWindowMs - performance.now()
+    const windowMs = this.#deps.broadcastWindowMs
+    const wait = windowMs > 0 ? this.#lastFlush + windowMs - performance.now() : 0
     if (wait > 0) {
       const timer = setTimeout(() => this.flushBroadcast(), wait)
       this.#batchTimer = () => clearTimeout(timer)
