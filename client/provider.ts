@@ -291,6 +291,8 @@ export class TandemProvider extends ObservableV2<ProviderEvents> {
   #onClose(socket: WebSocket, code: number, reason: string): void {
     if (this.#socket !== socket) return
     this.#socket = null
+    // Not connected, so no one (as Liveblocks' getSelf()): the next session's `authenticated` sets it.
+    this.self = null
     if (this.#silenceTimer !== null) clearInterval(this.#silenceTimer)
     this.#silenceTimer = null
     this.#unsaved.disconnected()

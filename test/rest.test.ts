@@ -116,6 +116,7 @@ describe('rooms: create, list, read', () => {
       { id: 'a\u0001b', defaultAccesses: [] }, // control characters in the id
       { id: 'line\nbreak', defaultAccesses: [] },
       { id: 'del\u007f', defaultAccesses: [] },
+      { id: 'next-line\u0085', defaultAccesses: [] }, // a C1 control character
       { id: '', defaultAccesses: [] },
       { id: 'x'.repeat(257), defaultAccesses: [] },
       { id: { nested: true }, defaultAccesses: [] }, // wrong types that cannot be coerced

@@ -254,6 +254,6 @@ describe('store keys', () => {
 
   it('validates room ids', () => {
     for (const id of ['a', 'room-1', 'a:b', 'é', '\u{1F600}', 'x'.repeat(256), ' ']) expect(isValidRoomId(id)).toBe(true)
-    for (const id of ['', 'x'.repeat(257), 'a\u0000', 'a\u0001b', '\n', 'a\u001f', 'a\u007f']) expect(isValidRoomId(id)).toBe(false)
+    for (const id of ['', 'x'.repeat(257), 'a\u0000', 'a\u0001b', '\n', 'a\u001f', 'a\u007f', 'a\u0085', '\u0080', 'a\u009f']) expect(isValidRoomId(id)).toBe(false)
   })
 })
