@@ -246,8 +246,13 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
 
   // Convergence: every client of a room holds the room's document, deletions included.
   const expected = new Map<string, string>()
+  // One deadline for the whole phase, so a failure is reported (with who is behind) well within the
+  // caller's own timeout, not as a hang.
+  const settleBy = Date.now() + SETTLE_MS
+  const left = (): number => Math.max(0, settleBy - Date.now())
+  let behind = ''
   try {
-    await waitFor('every client to be connected', () => [...clients].every((c) => c.provider.status === 'connected' && !c.provider.readOnly))
+    await waitFor('every client to be connected', () => [...clients].every((c) => c.provider.status === 'connected' && !c.provider.readOnly), left())
     for (const room of rooms) {
       const members = [...clients].filter((c) => c.room === room)
       if (members.length === 0) continue
@@ -255,12 +260,15 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
         const roomDoc = server.app.tandem.registry.get(room)?.doc
         if (roomDoc === undefined) return false
         const key = snapshotKey(roomDoc)
-        return members.every((c) => c.provider.unsavedChanges === 0 && snapshotKey(c.doc) === key)
-      })
+        const lagging = members.filter((c) => c.provider.unsavedChanges !== 0 || snapshotKey(c.doc) !== key)
+        behind = lagging.map((c) => `${c.user} (${c.provider.status}, unsaved ${c.provider.unsavedChanges})`).join(', ')
+        return lagging.length === 0
+      }, left())
       expected.set(room, snapshotKey(members[0]!.doc))
     }
   } catch (err) {
-    failures.push(`convergence: ${(err as Error).message}`)
+    const notConnected = [...clients].filter((c) => c.provider.status !== 'connected' || c.provider.readOnly)
+    failures.push(`convergence: ${(err as Error).message}; not connected or read-only: ${notConnected.length}; behind: ${behind || 'none'}`)
   }
   const connectedAtEnd = clients.size
 
