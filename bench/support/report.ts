@@ -36,9 +36,10 @@ export function svg(results: readonly Result[], title: string): string {
   const withBase = results.filter((r) => r.baseline !== undefined && r.value > 0 && r.baseline.value > 0)
   const plain = results.filter((r) => !withBase.includes(r))
   const rowH = 34
-  const labelW = 380
+  // About 6.6 px a character at 12 px sans-serif: long labels push the bars right, never under them.
+  const labelW = Math.max(380, 20 + Math.ceil(6.6 * Math.max(0, ...withBase.map((r) => `${r.scenario} ${r.metric}`.length))))
   const barW = 360
-  const width = labelW + barW + 140
+  const width = labelW + barW + 180
   const top = 48
   const height = top + withBase.length * rowH + 30 + plain.length * 16 + 20
   const values = withBase.flatMap((r) => [r.value, r.baseline!.value])
