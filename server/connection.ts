@@ -70,6 +70,8 @@ export class Connection implements RoomMember {
   readonly id = randomUUID()
   readonly roomId: string
   readonly #socket: WebSocket
+  /** The same socket when it can take frames built once (`sendFrame`): decided once, not per send. */
+  readonly #framing: LimitedWebSocket | null
   readonly #request: ConnectionRequest
   readonly #queryToken: string | null
   readonly #ctx: ConnectionContext
@@ -94,6 +96,7 @@ export class Connection implements RoomMember {
 
   constructor(socket: WebSocket, roomId: string, request: ConnectionRequest, queryToken: string | null, ctx: ConnectionContext) {
     this.#socket = socket
+    this.#framing = socket instanceof LimitedWebSocket ? socket : null
     this.roomId = roomId
     this.#request = request
     this.#queryToken = queryToken
@@ -145,8 +148,8 @@ export class Connection implements RoomMember {
     }
     // One socket write of a frame built once (small frames are framed here: a copy is cheaper
     // than ws's two-buffer write); large frames of one receiver go through ws as they are.
-    if (this.#socket instanceof LimitedWebSocket && (wire !== undefined || frame.length <= SMALL_FRAME)) {
-      this.#socket.sendFrame(frame, wire ?? frameBinary(frame))
+    if (this.#framing !== null && (wire !== undefined || frame.length <= SMALL_FRAME)) {
+      this.#framing.sendFrame(frame, wire ?? frameBinary(frame))
     } else {
       this.#socket.send(frame)
     }

@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest'
 import * as Y from 'yjs'
 import { PermissionBit } from '../protocol/permissions.ts'
 import type { Authenticate, Credentials } from '../server/session.ts'
-import { rawClient, textUpdate } from './support/raw-client.ts'
+import { type RawClient, rawClient, textUpdate } from './support/raw-client.ts'
 import { serversPerTest } from './support/server.ts'
 import { stockPeer, synced } from './support/stock-client.ts'
 import { once, until } from './support/wait.ts'
@@ -114,6 +114,20 @@ describe('authenticate seam', () => {
   })
 })
 
+/** A writer and a reader in `room`, both synced, and the six updates of typing "abcdef" one letter at a time. */
+async function typist(server: Awaited<ReturnType<typeof start>>, room: string) {
+  const writer = await rawClient(server.syncUrl, room)
+  const reader = await rawClient(server.syncUrl, room)
+  await Promise.all([writer.next('sync-step-2'), reader.next('sync-step-2')])
+  const doc = new Y.Doc()
+  const updates: Uint8Array[] = []
+  doc.on('update', (u: Uint8Array) => updates.push(u))
+  for (let i = 0; i < 6; i++) doc.getText('t').insert(i, 'abcdef'[i]!)
+  return { writer, reader, updates }
+}
+
+const savedCounts = (client: RawClient): number[] => client.messages.flatMap((m) => (m.kind === 'saved' ? [m.count] : []))
+
 describe('saved acknowledgements', () => {
   it('counts every write of the connection once it is stored, empty sync steps included, in order', async () => {
     const server = await start()
@@ -126,7 +140,7 @@ describe('saved acknowledgements', () => {
     for (const u of updates) writer.sendUpdate(u)
     writer.sendUpdate(Uint8Array.of(0, 0)) // an empty update: nothing to store, still acknowledged
     await writer.saved(51)
-    const counts = writer.messages.flatMap((m) => (m.kind === 'saved' ? [m.count] : []))
+    const counts = savedCounts(writer)
     expect(counts).toEqual([...counts].sort((a, b) => a - b))
     expect(counts.at(-1)).toBe(51)
     const stored = await server.app.tandem.store.load('acks')
@@ -149,20 +163,12 @@ describe('saved acknowledgements', () => {
   it('a busy room relays at most once per broadcast window, the first write at once, the rest merged', async () => {
     // A window far longer than the test's own steps (a few ms), so what arrives when is not a race.
     const server = await start({ broadcastWindowMs: 2_000 })
-    const writer = await rawClient(server.syncUrl, 'window')
-    const reader = await rawClient(server.syncUrl, 'window')
-    await Promise.all([writer.next('sync-step-2'), reader.next('sync-step-2')])
-    const doc = new Y.Doc()
-    const updates: Uint8Array[] = []
-    doc.on('update', (u: Uint8Array) => updates.push(u))
-    const text = doc.getText('t')
+    const { writer, reader, updates } = await typist(server, 'window')
     const relayed = (): number => reader.messages.filter((m) => m.kind === 'update').length
 
-    text.insert(0, 'a')
     writer.sendUpdate(updates[0]!)
     await reader.next('update') // the first write after a quiet spell is not held back
     for (let i = 1; i <= 5; i++) {
-      text.insert(i, 'bcdef'[i - 1]!)
       writer.sendUpdate(updates[i]!)
       await writer.saved(i + 1) // each write handled in its own turn, applied and stored
     }
@@ -179,13 +185,7 @@ describe('saved acknowledgements', () => {
 
   it('a busy room stores at most once per store window: the first write at once, the rest in one record and one acknowledgement', async () => {
     const server = await start({ storeWindowMs: 2_000 })
-    const writer = await rawClient(server.syncUrl, 'store-window')
-    const reader = await rawClient(server.syncUrl, 'store-window')
-    await Promise.all([writer.next('sync-step-2'), reader.next('sync-step-2')])
-    const doc = new Y.Doc()
-    const updates: Uint8Array[] = []
-    doc.on('update', (u: Uint8Array) => updates.push(u))
-    for (let i = 0; i < 6; i++) doc.getText('t').insert(i, 'abcdef'[i]!)
+    const { writer, reader, updates } = await typist(server, 'store-window')
 
     writer.sendUpdate(updates[0]!)
     await writer.saved(1) // the first write after a quiet spell is stored and acknowledged at once
@@ -193,9 +193,9 @@ describe('saved acknowledgements', () => {
     // Relaying is not held back by the store window...
     await until('reader has all', reader.doc, ['update'], () => reader.doc.getText('t').toString() === 'abcdef')
     // ...but storing is: the five wait for the window, then go as one record with one acknowledgement.
-    expect(writer.messages.filter((m) => m.kind === 'saved').map((m) => m.kind === 'saved' && m.count)).toEqual([1])
+    expect(savedCounts(writer)).toEqual([1])
     await writer.saved(6)
-    expect(writer.messages.filter((m) => m.kind === 'saved').map((m) => m.kind === 'saved' && m.count)).toEqual([1, 6])
+    expect(savedCounts(writer)).toEqual([1, 6])
     expect(server.app.tandem.registry.get('store-window')!.storedRecords).toBe(2)
   })
 
@@ -209,8 +209,9 @@ describe('saved acknowledgements', () => {
     const doc = new Y.Doc()
     doc.getText('t').insert(0, 'hello')
     writer.sendUpdate(Y.encodeStateAsUpdate(doc))
-    await until('applied', server.app.tandem.registry.get('flush-window')!.doc, ['update'], () => server.app.tandem.registry.get('flush-window')!.doc.getText('t').length === 6)
-    await server.app.tandem.registry.get('flush-window')!.flush()
+    const room = server.app.tandem.registry.get('flush-window')!
+    await until('applied', room.doc, ['update'], () => room.doc.getText('t').length === 6)
+    await room.flush()
     await writer.saved(2)
     const stored = await server.app.tandem.store.load('flush-window')
     const fromDisk = new Y.Doc()
