@@ -246,6 +246,14 @@ export class TandemAdmin {
     return this.#json({ method: 'POST', path: '/v1/revoke', json: input })
   }
 
+  /**
+   * Lifts a revocation (in one room, or the one for every room): the user's tokens issued before it,
+   * and a gateway's identity headers for that user, are accepted again.
+   */
+  reinstate(input: { userId: string; roomId?: string }): Promise<{ reinstated: boolean }> {
+    return this.#json({ method: 'POST', path: '/v1/reinstate', json: input })
+  }
+
   /** Mints an ID token locally (no network): the rooms' ACLs decide what the user may do. */
   identifyUser(input: IdentifyUserInput, options: Pick<MintOptions, 'ttlSeconds'> = {}): Promise<MintedToken> {
     return mintIdToken(this.#secret, input, options)

@@ -68,6 +68,8 @@ export interface ProviderEvents {
 /** A socket that received nothing for this long is dead (the server sends at least every 15 s). */
 const SILENCE_MS = 30_000
 const BACKOFF_BASE_MS = 100
+/** A reader's local edits raise `read_only` at most this often, as the server's notices. */
+const READ_ONLY_NOTICE_MS = 1_000
 /** Origin of updates applied from another tab. */
 const CROSS_TAB = { crossTab: true }
 
@@ -100,6 +102,8 @@ export class TandemProvider extends ObservableV2<ProviderEvents> {
   #refreshWaiters: { resolve: () => void; reject: (err: TandemError) => void }[] = []
   /** Whether the current socket's session is established (a refresh can go through it). */
   #socketAuthenticated = false
+  /** When the app was last told that a local edit was not sent (read-only). */
+  #readOnlyNoticeAt = -Infinity
 
   constructor(options: TandemProviderOptions) {
     super()
@@ -339,9 +343,20 @@ export class TandemProvider extends ObservableV2<ProviderEvents> {
     if (origin === this) return
     if (origin !== CROSS_TAB) this.#crossTab?.publish(update)
     this.#unsaved.local()
-    if (this.self !== null && canWrite(this.#permissions) && this.#isOpen()) {
-      this.#unsaved.sentUpdate()
-      this.#send(encodeFrame(writeUpdate, update))
+    if (this.self === null) return // not connected: sent once a session may write
+    if (canWrite(this.#permissions)) {
+      if (this.#isOpen()) {
+        this.#unsaved.sentUpdate()
+        this.#send(encodeFrame(writeUpdate, update))
+      }
+      return
+    }
+    // A reader's edit goes nowhere: the app hears it (at most once a second), and the edit stays
+    // counted as unsaved, sent if the session may write later.
+    const now = Date.now()
+    if (now - this.#readOnlyNoticeAt >= READ_ONLY_NOTICE_MS) {
+      this.#readOnlyNoticeAt = now
+      this.emit('error', [new TandemError('read_only', 'this session may not write to the room: the change is kept locally, unsaved')])
     }
   }
 

@@ -149,7 +149,10 @@ export class Pane {
     const p = this.provider
     if (p === null) return
     try {
-      await p.refreshAuth() // a token minted now: a revocation refuses only older ones
+      // Let the user in again (a revocation refuses even tokens minted just after it), then join
+      // with a token minted now.
+      if (this.revoked !== null) await api('reinstate', { room: p.room, user: this.user.id })
+      await p.refreshAuth()
       p.connect()
     } catch (err) {
       this.fail(String(err))

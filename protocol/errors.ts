@@ -18,9 +18,11 @@ export const ERROR_CODES = [
   'malformed_message',
   'room_not_found',
   'server_error',
-  // REST only:
+  // REST only (unavailable: REST, and a socket closed with 1013 that may come back later):
   'invalid_request',
   'room_exists',
+  'not_found',
+  'unavailable',
 ] as const
 
 export type ErrorCode = (typeof ERROR_CODES)[number]
@@ -65,6 +67,8 @@ export const ERROR_TABLE: Readonly<Record<ErrorCode, CodeInfo>> = {
   server_error: { status: 500, close: CloseCode.serverError },
   invalid_request: { status: 400, close: CloseCode.malformed },
   room_exists: { status: 409, close: null },
+  not_found: { status: 404, close: null },
+  unavailable: { status: 503, close: CloseCode.tryAgainLater },
 }
 
 const codeSet: ReadonlySet<string> = new Set(ERROR_CODES)

@@ -1,9 +1,10 @@
 /**
  * Token claims (SPEC section 2), shared by the server that verifies tokens and the admin client that
- * mints them. Two kinds, told apart by `k`:
- * - ID token: who the user is; permissions come from the room's stored ACL.
- * - Access token: who the user is and, in `perms`, what it may do in which rooms (no ACL lookup).
- * Tokens from an external identity provider carry no `k`; they are ID tokens.
+ * mints them. Two kinds, told apart by the `perms` claim:
+ * - ID token (no `perms`): who the user is; permissions come from the room's stored ACL.
+ * - Access token (`perms`): who the user is and, per room pattern, what it may do (no ACL lookup).
+ * Tandem's own minting adds `k` ('id' / 'acc'), optional on input; a `k` that contradicts `perms`
+ * is refused. Tokens from an external identity provider are ID tokens.
  */
 
 import type { Permission } from './permissions.ts'
@@ -43,3 +44,30 @@ export const DEFAULT_TOKEN_TTL_SECONDS = 600
 /** Whether a room id matches an access token's pattern: exact, or a prefix ending in `*`. */
 export const roomMatches = (pattern: string, roomId: string): boolean =>
   pattern.endsWith('*') ? roomId.startsWith(pattern.slice(0, -1)) : pattern === roomId
+
+/**
+ * The most specific pattern of an access token's `perms` that matches `roomId` (SPEC section 2), or
+ * null: the longest literal part wins (`org1:doc*` over `org1:*` over `*`), and an exact id beats a
+ * prefix of the same length (`doc` over `doc*` for the room `doc`). As for ACLs, where the most
+ * specific level decides alone, that pattern's permissions are the whole answer.
+ */
+export const matchingPattern = (perms: Readonly<Record<string, readonly Permission[]>>, roomId: string): string | null => {
+  let best: string | null = null
+  let bestRank = -1
+  for (const pattern of Object.keys(perms)) {
+    if (!roomMatches(pattern, roomId)) continue
+    // Twice the literal length, plus one for an exact id: a tie goes to the exact pattern.
+    const rank = pattern.endsWith('*') ? 2 * (pattern.length - 1) : 2 * pattern.length + 1
+    if (rank > bestRank) {
+      best = pattern
+      bestRank = rank
+    }
+  }
+  return best
+}
+
+/** The permissions an access token's `perms` grants in `roomId`: its most specific matching pattern's. */
+export const permissionsForRoom = (perms: Readonly<Record<string, readonly Permission[]>>, roomId: string): readonly Permission[] => {
+  const pattern = matchingPattern(perms, roomId)
+  return pattern === null ? [] : perms[pattern]!
+}

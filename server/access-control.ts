@@ -7,24 +7,40 @@
 
 import type { FastifyBaseLogger } from 'fastify'
 import { CloseCode, TandemError } from '../protocol/errors.ts'
-import { type PermissionBits, closePermissionBits } from '../protocol/permissions.ts'
-import { resolvePermissions } from './access.ts'
+import { type PermissionBits, canRead, closePermissionBits } from '../protocol/permissions.ts'
+import { matchingPattern } from '../protocol/tokens.ts'
+import { type Identity, resolvePermissions } from './access.ts'
 import type { Connection } from './connection.ts'
+import type { KeyedSerial } from './serial.ts'
 import type { Authorize, Session } from './session.ts'
-import type { RoomStore } from './store/types.ts'
+import type { RoomRecord, RoomStore } from './store/types.ts'
+
+export interface AccessControlDeps {
+  readonly store: RoomStore
+  readonly authorize: Authorize | undefined
+  readonly connections: ReadonlySet<Connection>
+  readonly log: FastifyBaseLogger
+  /** Serialises changes to one room's record (shared with the REST routes). */
+  readonly serial: KeyedSerial
+  readonly accessTokenRoomsPerPattern: number
+}
 
 export class AccessControl {
+  readonly #serial: KeyedSerial
+  readonly #roomsPerPattern: number
   readonly #store: RoomStore
   readonly #authorize: Authorize | undefined
   readonly #connections: ReadonlySet<Connection>
   readonly #log: FastifyBaseLogger
   #epoch = 0
 
-  constructor(store: RoomStore, authorize: Authorize | undefined, connections: ReadonlySet<Connection>, log: FastifyBaseLogger) {
-    this.#store = store
-    this.#authorize = authorize
-    this.#connections = connections
-    this.#log = log
+  constructor(deps: AccessControlDeps) {
+    this.#store = deps.store
+    this.#authorize = deps.authorize
+    this.#connections = deps.connections
+    this.#log = deps.log
+    this.#serial = deps.serial
+    this.#roomsPerPattern = deps.accessTokenRoomsPerPattern
   }
 
   /**
@@ -35,15 +51,50 @@ export class AccessControl {
     return this.#epoch
   }
 
-  /** The session's permissions in `roomId`; throws `forbidden` when `authorize` denies. */
-  async evaluate(roomId: string, session: Omit<Session, 'permissions'>): Promise<PermissionBits> {
+  /**
+   * The session's permissions in `roomId`; throws `forbidden` when `authorize` denies. With `join`,
+   * a room with no record that the session may read through its own grants (an access token, or a
+   * custom `authenticate`'s fixed permissions) gets its record now, as Liveblocks creates a room on
+   * first access: every room that holds a document is listed, readable and deletable over REST.
+   */
+  async evaluate(roomId: string, session: Omit<Session, 'permissions'>, options: { join?: boolean } = {}): Promise<PermissionBits> {
     const record = await this.#store.getRoom(roomId)
+    const permissions = await this.#decide(roomId, record, session)
+    if (options.join === true && record === null && canRead(permissions) && session.identity.kind !== 'user' && session.identity.kind !== 'anonymous') {
+      await this.#createOnFirstJoin(roomId, session.identity)
+    }
+    return permissions
+  }
+
+  async #decide(roomId: string, record: RoomRecord | null, session: Omit<Session, 'permissions'>): Promise<PermissionBits> {
     const permissions = closePermissionBits(resolvePermissions(roomId, record, session.identity))
     if (this.#authorize === undefined) return permissions
     const decided = await this.#authorize({ ...session, permissions }, { id: roomId, record })
     // The app's bits are closed under implication too: what the client is told is what is enforced.
     if (typeof decided === 'number') return closePermissionBits(decided)
     throw new TandemError('forbidden', decided.reason)
+  }
+
+  /**
+   * Creates the record of a room first joined through grants that need none: no ACL entries, so
+   * only such grants let anyone in until the backend sets some. Serialised with the REST routes of
+   * that room. An access token's prefix pattern may create at most `accessTokenRoomsPerPattern`
+   * rooms under its prefix (counting every room there).
+   */
+  async #createOnFirstJoin(roomId: string, identity: Extract<Identity, { kind: 'access' | 'fixed' }>): Promise<void> {
+    const pattern = identity.kind === 'access' ? matchingPattern(identity.perms, roomId) : null
+    await this.#serial.run(roomId, async () => {
+      if ((await this.#store.getRoom(roomId)) !== null) return
+      if (pattern !== null && pattern.endsWith('*')) {
+        const prefix = pattern.slice(0, -1)
+        const quota = this.#roomsPerPattern
+        if ((await this.#store.countRooms(prefix, quota)) >= quota) {
+          throw new TandemError('forbidden', `the pattern "${pattern}" has its quota of ${quota} rooms; ask the backend to create this one`)
+        }
+      }
+      const now = new Date().toISOString()
+      await this.#store.putRoom({ id: roomId, defaultAccesses: [], usersAccesses: {}, groupsAccesses: {}, metadata: {}, createdAt: now, updatedAt: now })
+    })
   }
 
   /** Re-evaluates every live session in a room after its ACL changed. */
@@ -75,16 +126,27 @@ export class AccessControl {
         closed++
       }
     }
-    // Tokens minted from now on must be newer than the revocation: not in its very millisecond.
-    while (Date.now() <= at) await new Promise((resolve) => setTimeout(resolve, 1))
     return closed
   }
 
-  /** Closes every session of a deleted room with 4404. */
+  /** Lifts a revocation; says whether there was one. Sessions are not told: they are already closed. */
+  reinstate(userId: string, roomId: string | null): Promise<boolean> {
+    return this.#store.reinstate(userId, roomId)
+  }
+
+  /** Closes every session of a room being deleted with 4404; joins being decided decide again. */
   roomDeleted(roomId: string): void {
     this.#epoch++
     for (const connection of [...this.#connections]) {
       if (connection.roomId === roomId) connection.end(new TandemError('room_not_found', 'the room was deleted'), CloseCode.roomDeleted)
     }
+  }
+
+  /**
+   * Says that access changed without naming a session to re-evaluate (a room's records are gone):
+   * joins whose permissions were decided before decide again.
+   */
+  changed(): void {
+    this.#epoch++
   }
 }

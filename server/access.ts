@@ -8,7 +8,7 @@
  */
 
 import { type Permission, type PermissionBits, toPermissionBits } from '../protocol/permissions.ts'
-import { roomMatches } from '../protocol/tokens.ts'
+import { permissionsForRoom } from '../protocol/tokens.ts'
 
 export interface RoomAccesses {
   readonly defaultAccesses: readonly Permission[]
@@ -30,12 +30,8 @@ const own = (record: Readonly<Record<string, readonly Permission[]>>, key: strin
 export const resolvePermissions = (roomId: string, acl: RoomAccesses | null, identity: Identity): PermissionBits => {
   if (identity.kind === 'fixed') return identity.permissions
   if (identity.kind === 'access') {
-    // An access token carries its grants; patterns that match the room are unioned.
-    let bits = 0
-    for (const [pattern, permissions] of Object.entries(identity.perms)) {
-      if (roomMatches(pattern, roomId)) bits |= toPermissionBits(permissions)
-    }
-    return bits
+    // An access token carries its grants; the most specific matching pattern decides alone.
+    return toPermissionBits(permissionsForRoom(identity.perms, roomId))
   }
   // Security: a missing ACL record denies; it never reads as "no restriction".
   if (acl === null) return 0

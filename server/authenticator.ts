@@ -9,7 +9,7 @@ import { randomUUID } from 'node:crypto'
 import { isValidId } from '../protocol/mint.ts'
 import type { Authenticate, AuthResult } from './session.ts'
 import type { RoomStore } from './store/types.ts'
-import type { TokenVerifier } from './tokens.ts'
+import { CLOCK_TOLERANCE_SECONDS, type TokenVerifier } from './tokens.ts'
 
 export interface AuthenticatorDeps {
   readonly verifier: TokenVerifier
@@ -24,8 +24,12 @@ export const builtInAuthenticate = (deps: AuthenticatorDeps): Authenticate => as
   if (credentials.token !== null) {
     const token = await deps.verifier.verify(credentials.token)
     // A revocation refuses every token issued before it, so a revoked user cannot simply reconnect.
+    // `iat` comes from the issuer's clock: a token minted just before the revocation by a backend
+    // whose clock runs ahead must not pass, so the same skew tolerance as for `exp` applies.
     const revokedAt = await deps.store.revokedAt(token.userId, credentials.roomId)
-    if (revokedAt > 0 && token.issuedAt <= revokedAt) return { refused: 'revoked', reason: 'this user was revoked' }
+    if (revokedAt > 0 && token.issuedAt <= revokedAt + CLOCK_TOLERANCE_SECONDS * 1000) {
+      return { refused: 'revoked', reason: 'this user was revoked' }
+    }
     const actor = {
       kind: 'user' as const,
       userId: token.userId,
@@ -43,6 +47,8 @@ export const builtInAuthenticate = (deps: AuthenticatorDeps): Authenticate => as
   const userId = deps.trustIdentityHeaders ? header(request.headers['x-user-id']) : undefined
   if (userId !== undefined) {
     if (!isValidId(userId)) return { refused: 'unauthorized', reason: 'invalid x-user-id header' }
+    // No token to date: a revoked gateway user stays out until the backend reinstates them.
+    if ((await deps.store.revokedAt(userId, credentials.roomId)) > 0) return { refused: 'revoked', reason: 'this user was revoked' }
     const groupIds = (header(request.headers['x-group-ids']) ?? '').split(',').map((g) => g.trim()).filter(isValidId)
     const tenantId = header(request.headers['x-tenant-id'])
     const actor = { kind: 'user' as const, userId, ...(tenantId !== undefined && isValidId(tenantId) && { tenantId }) }

@@ -50,14 +50,14 @@ const readPem = (value: string | null): string | undefined => {
   }
 }
 
-const { allowAnonymous, yWebsocketCompat, syncWrites, trustIdentityHeaders, logLevel, playground, broadcastWindowMs, storeWindowMs } = config
+const { allowAnonymous, yWebsocketCompat, syncWrites, trustIdentityHeaders, logLevel, playground, broadcastWindowMs, storeWindowMs, limits } = config
 const jwt = {
   ...(config.jwksUrl !== null && { jwksUrl: config.jwksUrl }),
   ...(config.jwtPublicKey !== null && { publicKeyPem: readPem(config.jwtPublicKey) }),
   ...(config.jwtIssuer !== null && { issuer: config.jwtIssuer }),
   ...(config.jwtAudience !== null && { audience: config.jwtAudience }),
 }
-const app = await createServer({ dataDir, secret, allowAnonymous, yWebsocketCompat, syncWrites, trustIdentityHeaders, jwt, logLevel, playground, broadcastWindowMs, storeWindowMs }).catch(
+const app = await createServer({ dataDir, secret, allowAnonymous, yWebsocketCompat, syncWrites, trustIdentityHeaders, jwt, logLevel, playground, broadcastWindowMs, storeWindowMs, limits }).catch(
   (err: unknown) => {
     if (err instanceof Error && 'code' in err && (err.code === 'DATA_DIR_IN_USE' || err.code === 'invalid_request')) fail(err.message)
     throw err

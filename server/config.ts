@@ -8,6 +8,8 @@
  */
 
 import { parseArgs } from 'node:util'
+import { ConfigError } from './config-error.ts'
+import { LIMIT_DEFINITIONS, LIMIT_NAMES, type LimitName, type Limits, checkLimit, formatLimit, limitEnv, limitFlag } from './limits.ts'
 import type { LogLevel } from './options.ts'
 
 export interface Config {
@@ -31,18 +33,11 @@ export interface Config {
   broadcastWindowMs: number
   /** A busy room stores writes at most once per this many ms (0: as soon as the last append is done). */
   storeWindowMs: number
+  /** The limits given by a flag or variable; the rest keep their defaults (limits.ts). */
+  limits: Partial<Limits>
 }
 
-/** Invalid configuration; `setting` names it as `--flag (ENV)`. */
-export class ConfigError extends Error {
-  override readonly name = 'ConfigError'
-  constructor(
-    readonly setting: string,
-    message: string,
-  ) {
-    super(message)
-  }
-}
+export { ConfigError }
 
 /** `--help` (or `-h`) was given: the caller prints `USAGE` and exits 0. */
 export class HelpRequested extends Error {
@@ -79,7 +74,14 @@ const SETTINGS = {
   playground: { flag: 'playground', env: 'TANDEM_PLAYGROUND', type: 'boolean' },
   broadcastWindowMs: { flag: 'broadcast-window-ms', env: 'TANDEM_BROADCAST_WINDOW_MS', type: 'string' },
   storeWindowMs: { flag: 'store-window-ms', env: 'TANDEM_STORE_WINDOW_MS', type: 'string' },
-} as const satisfies { readonly [K in keyof Config]: Setting }
+} as const satisfies { readonly [K in Exclude<keyof Config, 'limits'>]: Setting }
+
+/** One flag and variable per limit, named after it (limits.ts). */
+const LIMIT_SETTINGS = Object.fromEntries(
+  LIMIT_NAMES.map((name) => [name, { flag: limitFlag(name), env: limitEnv(name), type: 'string' }]),
+) as Record<LimitName, Setting>
+
+const ALL_SETTINGS: readonly Setting[] = [...Object.values(SETTINGS), ...Object.values(LIMIT_SETTINGS)]
 
 export const USAGE = `Usage: tandem [options]
 
@@ -112,6 +114,13 @@ Each option may instead be set by the environment variable in brackets; a flag w
                           [TANDEM_PLAYGROUND]
   -h, --help              print this help
 
+Limits (every one also settable as createServer({ limits })); each takes an integer:
+
+${LIMIT_NAMES.map((name) => {
+  const d = LIMIT_DEFINITIONS[name]
+  return `  --${limitFlag(name)} <n>  ${d.bounds}, ${d.unit === 'count' ? '' : `in ${d.unit}, `}${formatLimit(name, d.min)} to ${formatLimit(name, d.max)} [${limitEnv(name)}] (default ${formatLimit(name, d.default)})`
+}).join('\n')}
+
 Boolean variables take 1/true/yes/on or 0/false/no/off; an empty variable counts as unset.
 `
 
@@ -123,7 +132,7 @@ const shown = (value: string): string => JSON.stringify(value.length > 64 ? `${v
 const invalid = (s: Setting, why: string): ConfigError => new ConfigError(label(s), `invalid ${label(s)}: ${why}`)
 
 const PARSE_OPTIONS = {
-  ...Object.fromEntries(Object.values(SETTINGS).map((s) => [s.flag, { type: s.type }])),
+  ...Object.fromEntries(ALL_SETTINGS.map((s) => [s.flag, { type: s.type }])),
   help: { type: 'boolean', short: 'h' },
 } as const
 
@@ -142,7 +151,7 @@ function readFlags(argv: readonly string[]): Map<string, string | true> {
   })
   if (tokens.some((t) => t.kind === 'option' && t.name === 'help')) throw new HelpRequested()
 
-  const byFlag = new Map<string, Setting>(Object.values(SETTINGS).map((s) => [s.flag, s]))
+  const byFlag = new Map<string, Setting>(ALL_SETTINGS.map((s) => [s.flag, s]))
   const flags = new Map<string, string | true>()
   for (const token of tokens) {
     if (token.kind === 'option-terminator') continue
@@ -196,7 +205,22 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): Config {
     playground: bool(SETTINGS.playground),
     broadcastWindowMs: parseWindow(SETTINGS.broadcastWindowMs, text(SETTINGS.broadcastWindowMs), 0),
     storeWindowMs: parseWindow(SETTINGS.storeWindowMs, text(SETTINGS.storeWindowMs), 50),
+    limits: parseLimits(text),
   }
+}
+
+function parseLimits(text: (s: Setting) => string | undefined): Partial<Limits> {
+  const limits: Partial<Limits> = {}
+  for (const name of LIMIT_NAMES) {
+    const setting = LIMIT_SETTINGS[name]
+    const value = text(setting)
+    if (value === undefined) continue
+    const n = /^\d{1,16}$/.test(value) ? Number(value) : NaN
+    const why = Number.isNaN(n) ? `expected an integer, got ${shown(value)}` : checkLimit(name, n)
+    if (why !== null) throw invalid(setting, why)
+    limits[name] = n
+  }
+  return limits
 }
 
 function parseJwt(jwksUrl: string | undefined, publicKey: string | undefined): Pick<Config, 'jwksUrl' | 'jwtPublicKey'> {

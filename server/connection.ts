@@ -287,7 +287,7 @@ export class Connection implements RoomMember {
       expiresAt: grant.expiresAt ?? null,
       identity: grant.identity ?? { kind: 'fixed' as const, permissions: grant.permissions },
     }
-    const permissions = await this.#ctx.access.evaluate(this.roomId, base)
+    const permissions = await this.#ctx.access.evaluate(this.roomId, base, { join: true })
     if (!canRead(permissions)) throw new TandemError('forbidden', 'no access to this room')
     if (base.expiresAt !== null && base.expiresAt <= Date.now()) throw new TandemError('token_expired', 'the token has expired')
     return { ...base, permissions }
@@ -452,13 +452,17 @@ export class Connection implements RoomMember {
     this.#expiryTimer = setTimeout(fire, Math.min(Math.max(0, expiresAt - Date.now()), MAX_TIMER_MS))
   }
 
-  /** Tells a Tandem client about a refused message, at most once a second per code. */
+  /**
+   * Tells the client about a refused message, at most once a second per code; the socket stays. A
+   * Tandem client gets the coded error. The stock y-websocket client understands only y-protocols'
+   * permission-denied (it logs the reason and stays connected): it hears about refused writes.
+   */
   #notice(code: ErrorCode, message: string): void {
-    if (this.#mode !== 'tandem') return
+    if (this.#mode === 'compat' && code !== 'read_only') return
     const now = Date.now()
     if (now - (this.#noticeAt.get(code) ?? 0) < NOTICE_INTERVAL_MS) return
     this.#noticeAt.set(code, now)
-    this.send(encodeFrame(writeError, code, message))
+    this.send(this.#mode === 'tandem' ? encodeFrame(writeError, code, message) : encodeFrame(writePermissionDenied, `${code}: ${message}`))
   }
 
   /** Tells the client why, in the form it understands, and closes with the code's close code. */

@@ -19,9 +19,10 @@ import { Metrics } from './metrics.ts'
 import { type ServerOptions, resolveOptions } from './options.ts'
 import { playground } from './playground.ts'
 import { TokenBucket } from './rate-limit.ts'
-import { errorHandler, restApi } from './rest/index.ts'
+import { errorHandler, notFoundHandler, restApi, sendError } from './rest/index.ts'
 import { validatorCompiler } from './rest/validation.ts'
 import { RoomRegistry } from './rooms.ts'
+import { KeyedSerial } from './serial.ts'
 import { isValidRoomId } from './store/keys.ts'
 import { openLevelStore } from './store/level-store.ts'
 import type { Store } from './store/types.ts'
@@ -42,6 +43,9 @@ declare module 'fastify' {
     tandem: TandemRuntime
   }
 }
+
+/** Longest URL-encoded path parameter: a room id of 256 characters, each up to 9 bytes encoded. */
+const MAX_ENCODED_ID_LENGTH = 256 * 9
 
 /** Per-IP buckets kept at most; past it the least recently used is forgotten (it starts full again). */
 const MAX_IP_BUCKETS = 100_000
@@ -106,10 +110,23 @@ export async function createServer(options: ServerOptions): Promise<FastifyInsta
 }
 
 async function build(options: ServerOptions, resolved: ReturnType<typeof resolveOptions>, store: Store): Promise<FastifyInstance> {
-  const app = Fastify({ ...loggerOptions(options), return503OnClosing: true, requestTimeout: resolved.limits.requestTimeoutMs })
+  const app = Fastify({
+    ...loggerOptions(options),
+    // Refused while closing by the hook below, with a coded body (Fastify's own 503 has none).
+    return503OnClosing: false,
+    requestTimeout: resolved.limits.requestTimeoutMs,
+    // Room ids are up to 256 characters, URL-encoded up to 9 bytes each (%XX%XX%XX).
+    routerOptions: { maxParamLength: MAX_ENCODED_ID_LENGTH },
+    // Fastify's own refusals (a path parameter too long, a URL that does not decode) get coded bodies.
+    frameworkErrors: errorHandler,
+  })
   app.setValidatorCompiler(validatorCompiler)
   app.setErrorHandler(errorHandler)
-  app.setNotFoundHandler((request, reply) => reply.code(404).send({ error: 'invalid_request', message: `no route ${request.method} ${request.url.split('?')[0]}` }))
+  app.setNotFoundHandler(notFoundHandler)
+  let closing = false
+  app.addHook('onRequest', async (_request, reply) => {
+    if (closing) await sendError(reply.header('connection', 'close'), 'unavailable', 'the server is shutting down; try again shortly')
+  })
   const metrics = new Metrics()
   const fanout: Fanout = new LocalFanout()
   const registry = new RoomRegistry(
@@ -129,7 +146,16 @@ async function build(options: ServerOptions, resolved: ReturnType<typeof resolve
   )
   const connections = new Set<Connection>()
   const verifier = new TokenVerifier({ secret: resolved.secret, ...options.jwt })
-  const access = new AccessControl(store, options.authorize, connections, app.log)
+  // One queue per room for every change to its record: REST writes, deletion, creation on first join.
+  const serial = new KeyedSerial()
+  const access = new AccessControl({
+    store,
+    authorize: options.authorize,
+    connections,
+    log: app.log,
+    serial,
+    accessTokenRoomsPerPattern: resolved.limits.accessTokenRoomsPerPattern,
+  })
   const authenticate =
     options.authenticate ??
     builtInAuthenticate({ verifier, store, allowAnonymous: resolved.allowAnonymous, trustIdentityHeaders: resolved.trustIdentityHeaders })
@@ -163,6 +189,7 @@ async function build(options: ServerOptions, resolved: ReturnType<typeof resolve
   await app.register(websocket, {
     options: wsOptions,
     preClose: async () => {
+      closing = true
       clearInterval(heartbeat)
       registry.shuttingDown()
       await registry.flushAll()
@@ -180,6 +207,7 @@ async function build(options: ServerOptions, resolved: ReturnType<typeof resolve
     registry,
     access,
     connections,
+    serial,
     requestsPerMinute: resolved.limits.restRequestsPerMinute,
     bodyLimit: resolved.limits.maxMessageBytes,
   })
@@ -202,12 +230,12 @@ async function build(options: ServerOptions, resolved: ReturnType<typeof resolve
       onRequest: async (request, reply) => {
         if (!connectionRate.take(request.ip, Date.now())) {
           const perMinute = resolved.limits.connectionsPerIpPerMinute
-          await reply.code(429).send({ error: 'rate_limited', message: `more than ${perMinute} connections a minute from this address; try again later` })
+          await sendError(reply, 'rate_limited', `more than ${perMinute} connections a minute from this address; try again later`)
         }
       },
       preValidation: async (request, reply) => {
         if (!isValidRoomId(request.params.roomId)) {
-          await reply.code(400).send({ error: 'malformed_message', message: 'room ids are 1 to 256 characters, without control characters' })
+          await sendError(reply, 'malformed_message', 'room ids are 1 to 256 characters, without control characters')
         }
       },
     },

@@ -4,68 +4,14 @@
  */
 
 import type { FastifyBaseLogger } from 'fastify'
+import { ConfigError } from './config-error.ts'
+import { DEFAULT_LIMITS, LIMIT_NAMES, type Limits, checkLimit, limitEnv, limitFlag } from './limits.ts'
 import type { Authenticate, Authorize } from './session.ts'
 import type { Store } from './store/types.ts'
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
 
-export interface Limits {
-  /** Largest WebSocket message accepted; larger ones close the socket with 4413. */
-  maxMessageBytes: number
-  /** Messages a connection may queue before it has authenticated. */
-  preAuthMaxMessages: number
-  /** Bytes a connection may queue before it has authenticated. */
-  preAuthMaxBytes: number
-  /** Time a connection has to send its first message (4408 after). */
-  authTimeoutMs: number
-  /** Bytes a connection's socket may hold unsent before it is closed as a slow reader (1013). */
-  maxBufferedBytes: number
-  /** Messages a connection may send per second, sustained, and in a burst (past them: 4529). */
-  messagesPerSecond: number
-  messageBurst: number
-  /** Bytes a connection may send per second, sustained, and in a burst (past them: 4529). */
-  bytesPerSecond: number
-  byteBurst: number
-  /** Time a session has to send a fresh token after its token expired (4401 after). */
-  tokenRefreshGraceMs: number
-  /** Time an HTTP request has to arrive whole (Node answers 408 and closes after). */
-  requestTimeoutMs: number
-  /** REST requests one IP may make per minute (429 after). */
-  restRequestsPerMinute: number
-  /** Awareness entries one connection may own. */
-  maxAwarenessClients: number
-  /** Largest JSON state of one awareness entry, in bytes. */
-  maxAwarenessStateBytes: number
-  /** Awareness entries one room holds; new clientIDs past it are dropped (presence_forbidden). */
-  maxAwarenessEntriesPerRoom: number
-  /** WebSocket upgrades one IP may make per minute, all of them at once if it likes (429 after). */
-  connectionsPerIpPerMinute: number
-  /** Rooms loaded in this process; a join that needs one more, with none idle to unload, closes with 1013. */
-  maxRooms: number
-  /** Estimated size of one room's document; a write that would pass it is refused (4413 / 413). */
-  maxRoomBytes: number
-}
-
-export const DEFAULT_LIMITS: Readonly<Limits> = {
-  maxMessageBytes: 8 * 1024 * 1024,
-  preAuthMaxMessages: 1024,
-  preAuthMaxBytes: 8 * 1024 * 1024,
-  authTimeoutMs: 10_000,
-  maxBufferedBytes: 16 * 1024 * 1024,
-  messagesPerSecond: 1_000,
-  messageBurst: 10_000,
-  bytesPerSecond: 4 * 1024 * 1024,
-  byteBurst: 32 * 1024 * 1024,
-  tokenRefreshGraceMs: 15_000,
-  requestTimeoutMs: 30_000,
-  restRequestsPerMinute: 1_200,
-  maxAwarenessClients: 4,
-  maxAwarenessStateBytes: 64 * 1024,
-  maxAwarenessEntriesPerRoom: 1_000,
-  connectionsPerIpPerMinute: 600,
-  maxRooms: 10_000,
-  maxRoomBytes: 64 * 1024 * 1024,
-}
+export { DEFAULT_LIMITS, type Limits } from './limits.ts'
 
 export interface ServerOptions {
   /** LevelDB directory; ignored when `store` is given. */
@@ -129,6 +75,16 @@ export interface ResolvedOptions {
   readonly limits: Readonly<Limits>
 }
 
+/** The limits with the defaults filled in; an invalid one is a ConfigError naming it. */
+const resolveLimits = (given: Partial<Limits> | undefined): Readonly<Limits> => {
+  const limits = { ...DEFAULT_LIMITS, ...given }
+  for (const name of LIMIT_NAMES) {
+    const why = checkLimit(name, limits[name])
+    if (why !== null) throw new ConfigError(`limits.${name} (--${limitFlag(name)}, ${limitEnv(name)})`, `invalid limits.${name}: ${why}`)
+  }
+  return Object.freeze(limits)
+}
+
 export const resolveOptions = (options: ServerOptions): ResolvedOptions => ({
   secret: options.secret,
   allowAnonymous: options.allowAnonymous ?? false,
@@ -140,5 +96,5 @@ export const resolveOptions = (options: ServerOptions): ResolvedOptions => ({
   compactAfterRecords: options.compactAfterRecords ?? 500,
   broadcastWindowMs: options.broadcastWindowMs ?? 0,
   storeWindowMs: options.storeWindowMs ?? 50,
-  limits: { ...DEFAULT_LIMITS, ...options.limits },
+  limits: resolveLimits(options.limits),
 })

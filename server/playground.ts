@@ -134,6 +134,10 @@ export async function playground(app: FastifyInstance, options: PlaygroundOption
     rest('POST', '/v1/revoke', { userId: request.body.user, roomId: request.body.room }),
   )
 
+  app.post<{ Body: { room: string; user: string } }>('/playground/api/reinstate', { schema: { hide: true, body: body({ room, user }) } }, async (request) =>
+    rest('POST', '/v1/reinstate', { userId: request.body.user, roomId: request.body.room }),
+  )
+
   app.get('/playground/api/rooms', { schema: { hide: true } }, async () => rest('GET', `/v1/rooms?prefix=${PLAYGROUND_ROOM_PREFIX}&limit=100`))
 
   app.get<{ Params: { room: string } }>('/playground/api/rooms/:room', { schema: { hide: true, params: roomParams } }, async (request) =>

@@ -22,6 +22,8 @@ export class RoomRegistry {
   readonly #rooms = new Map<string, Room>()
   readonly #loading = new Map<string, Promise<Room>>()
   readonly #unloading = new Map<string, Promise<void>>()
+  /** Rooms being deleted: joins wait for the deletion, then load what is left (nothing). */
+  readonly #deleting = new Map<string, Promise<void>>()
   readonly #idleTimers = new Map<Room, NodeJS.Timeout>()
   readonly #deps: RoomDeps
   readonly #idleUnloadMs: number
@@ -55,9 +57,9 @@ export class RoomRegistry {
    */
   async acquire(roomId: string): Promise<Room> {
     for (;;) {
-      const unloading = this.#unloading.get(roomId)
+      const unloading = this.#deleting.get(roomId) ?? this.#unloading.get(roomId)
       if (unloading !== undefined) {
-        await unloading
+        await unloading.catch(() => undefined)
         continue
       }
       const loaded = this.#rooms.get(roomId)
@@ -128,12 +130,26 @@ export class RoomRegistry {
     await Promise.all(this.#unloading.values())
   }
 
-  /** Drops a room from memory without storing it (its document is being deleted). */
-  async discard(roomId: string): Promise<void> {
+  /**
+   * Deletes a room: drops it from memory without storing anything more, then runs `erase` (the
+   * store's deletion). Joins that arrive meanwhile wait until both are done, so nothing of the
+   * deleted room is served or stored again.
+   */
+  delete(roomId: string, erase: () => Promise<void>): Promise<void> {
+    const deleting = this.#discard(roomId)
+      .then(erase)
+      .finally(() => this.#deleting.delete(roomId))
+    this.#deleting.set(roomId, deleting)
+    return deleting
+  }
+
+  async #discard(roomId: string): Promise<void> {
     await this.#loading.get(roomId)?.catch(() => undefined)
     await this.#unloading.get(roomId)
     const room = this.#rooms.get(roomId)
     if (room === undefined) return
+    // A join whose load just finished gets this room back from `acquire`: it must load again.
+    this.#evicted.add(room)
     this.#cancelIdle(room)
     this.#rooms.delete(roomId)
     this.#deps.metrics.roomsLoaded.set(this.#rooms.size)

@@ -246,18 +246,24 @@ export class TokenVerifier {
       ...(sid !== undefined && { sessionId: sid }),
       ...(tid !== undefined && { tenantId: tid }),
     }
+    // What makes an access token is its `perms` claim (SPEC section 2), so a backend that signs
+    // `{ sub, perms, exp }` with any JWT library gets one. Tandem's own `k` marker is optional on
+    // input; claims that contradict each other are refused, never read as the other kind.
     const k = payload['k']
-    if (k === TOKEN_KIND.access) {
-      const perms = payload['perms']
+    const perms = payload['perms']
+    const groups = payload['groups']
+    if (k !== undefined && k !== TOKEN_KIND.id && k !== TOKEN_KIND.access) throw unauthorized('unknown token kind')
+    if (perms !== undefined) {
+      if (k === TOKEN_KIND.id) throw unauthorized('contradictory claims: k says ID token, perms says access token')
+      if (groups !== undefined) throw unauthorized('contradictory claims: groups (ID token) beside perms (access token)')
       if (!isValidPerms(perms)) throw unauthorized('invalid perms claim')
       return Object.freeze({ kind: 'access', ...common, ...optional, perms })
     }
-    if (k !== undefined && k !== TOKEN_KIND.id) throw unauthorized('unknown token kind')
-    const groups = payload['groups']
+    if (k === TOKEN_KIND.access) throw unauthorized('contradictory claims: k says access token, but there is no perms claim')
     if (groups !== undefined && !(Array.isArray(groups) && groups.every(isValidId))) {
       throw unauthorized('invalid groups claim')
     }
-    return Object.freeze({ kind: 'id', ...common, ...optional, groupIds: Object.freeze([...(groups ?? [])]) })
+    return Object.freeze({ kind: 'id', ...common, ...optional, groupIds: Object.freeze([...((groups as string[] | undefined) ?? [])]) })
   }
 
   #remember(token: string, verified: VerifiedToken): void {

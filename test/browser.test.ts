@@ -1,23 +1,23 @@
 /**
- * The provider in a real browser (Debian's Chromium through playwright-core): the page script
+ * The provider in a real browser (Chromium through playwright-core): the page script
  * (test/browser/page.ts, bundled here with esbuild for the browser) binds a <textarea> to a room.
  * Two writer pages in separate browser contexts (so no BroadcastChannel between them: only the
  * server carries edits) see each other's typing; a reader page sees the text and is read-only.
  * Screenshots go to test/artifacts/ (git-ignored).
  *
- * Needs /usr/bin/chromium (`apt-get install chromium`): without it this file fails, it never skips.
+ * Chromium is the system's when there is one, else the one inside `@sparticuz/chromium` (support/browser.ts).
  */
 
-import { existsSync, mkdirSync, readFileSync } from 'node:fs'
+import { mkdirSync, readFileSync } from 'node:fs'
 import { type Server, createServer as createHttpServer } from 'node:http'
 import { fileURLToPath } from 'node:url'
 import { build } from 'esbuild'
-import { type Browser, type BrowserContext, type Page, chromium } from 'playwright-core'
+import type { Browser, BrowserContext, Page } from 'playwright-core'
 import { afterAll, beforeAll, expect, it } from 'vitest'
+import { launchChromium } from './support/browser.ts'
 import { createRoom, idToken } from './support/access.ts'
 import { type TestServer, startServer } from './support/server.ts'
 
-const CHROMIUM = '/usr/bin/chromium'
 const ARTIFACTS = fileURLToPath(new URL('./artifacts/', import.meta.url))
 const ROOM = 'browser-room'
 
@@ -29,9 +29,6 @@ const contexts: BrowserContext[] = []
 const pageErrors: string[] = []
 
 beforeAll(async () => {
-  if (!existsSync(CHROMIUM)) {
-    throw new Error(`Chromium not found at ${CHROMIUM}: install it (Debian: apt-get install -y chromium) to run the browser test`)
-  }
   const bundle = await build({
     entryPoints: [fileURLToPath(new URL('./browser/page.ts', import.meta.url))],
     bundle: true,
@@ -62,10 +59,7 @@ beforeAll(async () => {
   server = await startServer({ authenticate: undefined })
   await createRoom(server, { id: ROOM, defaultAccesses: [], usersAccesses: { ann: ['room:write'], bob: ['room:write'], rita: ['room:read'] } })
   mkdirSync(ARTIFACTS, { recursive: true })
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--no-sandbox', '--disable-background-networking', '--disable-gpu', '--no-first-run'],
-  })
+  browser = await launchChromium()
 })
 
 afterAll(async () => {

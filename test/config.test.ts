@@ -24,6 +24,7 @@ const DEFAULTS: Config = {
   logLevel: 'info',
   broadcastWindowMs: 0,
   storeWindowMs: 50,
+  limits: {},
 }
 
 /** Asserts `run` throws a one-line ConfigError naming `setting`, and returns it. */
@@ -82,6 +83,7 @@ describe('parseConfig', () => {
       logLevel: 'debug',
       broadcastWindowMs: 10,
       storeWindowMs: 0,
+      limits: {},
     })
   })
 
@@ -126,6 +128,7 @@ describe('parseConfig', () => {
       logLevel: 'silent',
       broadcastWindowMs: 1000,
       storeWindowMs: 7,
+      limits: {},
     })
   })
 

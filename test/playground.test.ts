@@ -1,5 +1,5 @@
 /**
- * The playground (server/playground.ts, playground/) in a real browser (Debian's Chromium through
+ * The playground (server/playground.ts, playground/) in a real browser (Chromium through
  * playwright-core): one page opens a room as Ada (write), Bob (read + presence) and Cyd (read).
  * Ada's typing reaches the readers, whose editors refuse input; Ada's cursor and name show in Bob's
  * editor; the admin panel downgrades Ada (her editor turns read-only at once) and revokes Cyd; the
@@ -7,16 +7,16 @@
  * docs/playground.png is a copy of playground-2-admin.png, made by hand, so a test run changes no
  * committed file.
  *
- * Needs /usr/bin/chromium (`apt-get install chromium`): without it this file fails, it never skips.
+ * Chromium is the system's when there is one, else the one inside `@sparticuz/chromium` (support/browser.ts).
  */
 
-import { existsSync, mkdirSync } from 'node:fs'
+import { mkdirSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
-import { type Browser, type Page, chromium } from 'playwright-core'
+import type { Browser, Page } from 'playwright-core'
 import { afterAll, beforeAll, expect, it } from 'vitest'
+import { launchChromium } from './support/browser.ts'
 import { TEST_SECRET, type TestServer, startServer } from './support/server.ts'
 
-const CHROMIUM = '/usr/bin/chromium'
 const ARTIFACTS = fileURLToPath(new URL('./artifacts/', import.meta.url))
 const WAIT = { timeout: 10_000 }
 
@@ -25,15 +25,9 @@ let browser: Browser | null = null
 const pageErrors: string[] = []
 
 beforeAll(async () => {
-  if (!existsSync(CHROMIUM)) {
-    throw new Error(`Chromium not found at ${CHROMIUM}: install it (Debian: apt-get install -y chromium) to run the playground test`)
-  }
   server = await startServer({ authenticate: undefined, playground: true })
   mkdirSync(ARTIFACTS, { recursive: true })
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--no-sandbox', '--disable-background-networking', '--disable-gpu', '--no-first-run'],
-  })
+  browser = await launchChromium()
 })
 
 afterAll(async () => {
@@ -116,7 +110,7 @@ it('a page opens a room as a writer and two readers; the admin panel downgrades 
 
   await shot(page, 'playground-2-admin')
 
-  // Cyd rejoins with a token minted after the revocation; her ACL entry still lets her read.
+  // Cyd rejoins: the panel reinstates her and mints a fresh token; her ACL entry still lets her read.
   await page.click(`${pane('cyd')} button[name="rejoin"]`)
   await page.locator(`${pane('cyd')}[data-status="connected"][data-revoked="false"]`).waitFor(WAIT)
   await textIs(page, 'cyd', 'Hello from Ada!')

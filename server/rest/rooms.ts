@@ -13,7 +13,7 @@ import type { Connection } from '../connection.ts'
 import { docToJson } from '../doc-json.ts'
 import type { Writer } from '../room.ts'
 import type { RoomRegistry } from '../rooms.ts'
-import { KeyedSerial } from '../serial.ts'
+import type { KeyedSerial } from '../serial.ts'
 import type { RoomRecord, Store } from '../store/types.ts'
 import { validateStateVector, validateUpdate } from '../update-validator.ts'
 import * as schema from './schemas.ts'
@@ -24,6 +24,8 @@ export interface RoomRoutesDeps {
   readonly registry: RoomRegistry
   readonly access: AccessControl
   readonly connections: ReadonlySet<Connection>
+  /** One queue per room for changes to its record (shared with access control). */
+  readonly serial: KeyedSerial
 }
 
 type AccessPatch = Record<string, Permission[] | null>
@@ -64,8 +66,7 @@ const params = { params: schema.roomParams }
 const errors = { 400: schema.errorBody, 401: schema.errorBody, 404: schema.errorBody, 429: schema.errorBody }
 
 export async function roomRoutes(app: FastifyInstance, deps: RoomRoutesDeps): Promise<void> {
-  const { store, registry, access } = deps
-  const serial = new KeyedSerial()
+  const { store, registry, access, serial } = deps
 
   const requireRoom = async (roomId: string): Promise<RoomRecord> => {
     const record = await store.getRoom(roomId)
@@ -78,6 +79,8 @@ export async function roomRoutes(app: FastifyInstance, deps: RoomRoutesDeps): Pr
     await requireRoom(roomId)
     const room = await registry.acquire(roomId)
     try {
+      // A deletion may have finished while the room was acquired (acquire waits for it).
+      await requireRoom(roomId)
       return read(room.doc)
     } finally {
       registry.released(room)
@@ -173,8 +176,12 @@ export async function roomRoutes(app: FastifyInstance, deps: RoomRoutesDeps): Pr
       await serial.run(roomId, async () => {
         await requireRoom(roomId)
         access.roomDeleted(roomId)
-        await registry.discard(roomId)
-        await store.deleteRoom(roomId)
+        // Joins that arrive meanwhile wait for the deletion (registry), then decide again: the
+        // epoch moves before they resume, so none opens on the deleted room or brings it back.
+        await registry.delete(roomId, async () => {
+          await store.deleteRoom(roomId)
+          access.changed()
+        })
       })
       return reply.code(204).send()
     },
@@ -271,6 +278,8 @@ export async function roomRoutes(app: FastifyInstance, deps: RoomRoutesDeps): Pr
     async (request) => {
       const { roomId } = request.params
       await requireRoom(roomId)
+      // Read-your-writes: what the document already shows is stored before the history is read.
+      await registry.get(roomId)?.flush()
       const entries = await store.history(roomId, request.query.limit)
       return { data: entries.map((e) => ({ ...e, at: new Date(e.at).toISOString() })) }
     },

@@ -64,4 +64,16 @@ export async function tokenRoutes(app: FastifyInstance, deps: { secret: string; 
     },
     async (request) => ({ closed: await deps.access.revoke(request.body.userId, request.body.roomId ?? null) }),
   )
+
+  app.post<{ Body: { userId: string; roomId?: string } }>(
+    '/v1/reinstate',
+    {
+      schema: {
+        summary: 'Lift a revocation (the one for a room, or the one for every room): the user\'s tokens, and its gateway identity, are accepted again',
+        body: schema.revokeBody,
+        response: { 200: { type: 'object', properties: { reinstated: { type: 'boolean' } }, required: ['reinstated'] }, ...errors },
+      },
+    },
+    async (request) => ({ reinstated: await deps.access.reinstate(request.body.userId, request.body.roomId ?? null) }),
+  )
 }

@@ -153,6 +153,16 @@ export class LevelStore implements Store {
     return rooms
   }
 
+  async countRooms(prefix: string, upTo: number): Promise<number> {
+    let count = 0
+    if (upTo <= 0) return 0
+    for await (const key of this.db.keys({ gte: namedKey(KIND_ROOM, prefix), lt: kindRange(KIND_ROOM).lt })) {
+      if (!decodeName(key).startsWith(prefix)) break
+      if (++count >= upTo) break
+    }
+    return count
+  }
+
   async history(roomId: string, limit: number): Promise<WriteRecord[]> {
     const entries: WriteRecord[] = []
     for await (const value of this.db.values({ ...historyRange(roomId), reverse: true, limit })) entries.push(parse<WriteRecord>(value))
@@ -160,14 +170,18 @@ export class LevelStore implements Store {
   }
 
   async revoke(userId: string, roomId: string | null, at: number): Promise<void> {
-    await this.db.put(namedKey(KIND_REVOCATION, `${userId}\u0000${roomId ?? ''}`), json(at), { sync: this.sync })
+    await this.db.put(revocationKey(userId, roomId), json(at), { sync: this.sync })
+  }
+
+  async reinstate(userId: string, roomId: string | null): Promise<boolean> {
+    const key = revocationKey(userId, roomId)
+    if ((await this.db.get(key)) === undefined) return false
+    await this.db.del(key, { sync: this.sync })
+    return true
   }
 
   async revokedAt(userId: string, roomId: string): Promise<number> {
-    const [everywhere, here] = await this.db.getMany([
-      namedKey(KIND_REVOCATION, `${userId}\u0000`),
-      namedKey(KIND_REVOCATION, `${userId}\u0000${roomId}`),
-    ])
+    const [everywhere, here] = await this.db.getMany([revocationKey(userId, null), revocationKey(userId, roomId)])
     return Math.max(everywhere === undefined ? 0 : parse<number>(everywhere), here === undefined ? 0 : parse<number>(here))
   }
 
@@ -183,6 +197,9 @@ export class LevelStore implements Store {
     await this.db.close()
   }
 }
+
+/** A user's revocation in one room, or in every room (roomId null). */
+const revocationKey = (userId: string, roomId: string | null): Uint8Array => namedKey(KIND_REVOCATION, `${userId}\u0000${roomId ?? ''}`)
 
 /** Writes the schema marker into a fresh store; refuses a store written by another schema. */
 async function checkSchemaVersion(db: Db, dir: string): Promise<void> {

@@ -83,12 +83,16 @@ export interface RoomStore {
   /** Deletes a room's record, document and history in one atomic batch. */
   deleteRoom(roomId: string): Promise<void>
   listRooms(options: ListRoomsOptions): Promise<RoomRecord[]>
+  /** How many rooms have an id starting with `prefix`, counted up to `upTo` (a quota check). */
+  countRooms(prefix: string, upTo: number): Promise<number>
   /** The newest `limit` history entries, newest first. */
   history(roomId: string, limit: number): Promise<WriteRecord[]>
   /** Refuses the user's tokens issued before `at` (in `roomId`, or everywhere when null). */
   revoke(userId: string, roomId: string | null, at: number): Promise<void>
   /** The latest revocation of a user that applies to `roomId`, or 0 when none. */
   revokedAt(userId: string, roomId: string): Promise<number>
+  /** Lifts the user's revocation (in `roomId`, or the one for every room when null); says whether there was one. */
+  reinstate(userId: string, roomId: string | null): Promise<boolean>
 }
 
 /** Everything the server keeps: one LevelDB implements both. */

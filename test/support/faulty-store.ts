@@ -104,6 +104,14 @@ export class FaultyStore implements Store {
     return this.inner.revokedAt(userId, roomId)
   }
 
+  reinstate(userId: string, roomId: string | null): Promise<boolean> {
+    return this.inner.reinstate(userId, roomId)
+  }
+
+  countRooms(prefix: string, upTo: number): Promise<number> {
+    return this.inner.countRooms(prefix, upTo)
+  }
+
   close(): Promise<void> {
     return this.inner.close()
   }

@@ -1,0 +1,38 @@
+/**
+ * A headless Chromium for the browser tests, found where it is: `TANDEM_CHROMIUM` when set, else the
+ * system's (Debian's `chromium` package, which `.ci/run` installs), else the one shipped inside the
+ * `@sparticuz/chromium` npm package (unpacked from the package on first use, nothing downloaded), so
+ * `npm test` on a fresh clone needs no system package.
+ */
+
+import { existsSync } from 'node:fs'
+import { type Browser, type LaunchOptions, chromium } from 'playwright-core'
+
+const SYSTEM_CHROMIUM = ['/usr/bin/chromium', '/usr/bin/chromium-browser']
+
+/** Flags every launch takes: root in a container needs no sandbox; the machine's network is closed. */
+const COMMON_ARGS = ['--no-sandbox', '--disable-background-networking', '--disable-gpu', '--no-first-run', '--disable-component-update']
+
+export interface ChromiumBinary {
+  readonly executablePath: string
+  readonly args: readonly string[]
+  /** Where it came from, for the test log. */
+  readonly source: 'env' | 'system' | '@sparticuz/chromium'
+}
+
+export async function findChromium(): Promise<ChromiumBinary> {
+  const fromEnv = process.env['TANDEM_CHROMIUM']
+  if (fromEnv !== undefined && fromEnv !== '') return { executablePath: fromEnv, args: [], source: 'env' }
+  const system = SYSTEM_CHROMIUM.find((path) => existsSync(path))
+  if (system !== undefined) return { executablePath: system, args: [], source: 'system' }
+  const { default: packaged } = await import('@sparticuz/chromium')
+  // Its own flags (headless shell, swiftshader), but not one process: there, closing one browser
+  // context ends the whole browser.
+  const args = packaged.args.filter((arg) => arg !== '--single-process')
+  return { executablePath: await packaged.executablePath(), args, source: '@sparticuz/chromium' }
+}
+
+export async function launchChromium(options: Omit<LaunchOptions, 'executablePath'> = {}): Promise<Browser> {
+  const binary = await findChromium()
+  return chromium.launch({ ...options, executablePath: binary.executablePath, args: [...binary.args, ...COMMON_ARGS, ...(options.args ?? [])] })
+}
