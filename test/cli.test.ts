@@ -68,12 +68,24 @@ describe('tandem command line', () => {
     [['--log-level', 'loud'], /--log-level \(TANDEM_LOG_LEVEL\)/],
     [['--secret', 'short'], /--secret \(TANDEM_SECRET\)/],
     [['--bogus'], /--bogus/],
+    [['--max-rooms', 'many'], /--max-rooms \(TANDEM_MAX_ROOMS\)/],
   ])('invalid config %j stops the start with one line naming the setting', async (args, pattern) => {
     const cli = run([...args, '--data-dir', dataDir()])
     expect((await cli.exited).code).toBe(1)
     const lines = cli.stderr().trim().split('\n')
     expect(lines).toHaveLength(1)
     expect(lines[0]).toMatch(pattern)
+  })
+
+  it('takes a limit from its flag: a raised connections-per-IP limit admits a reconnect storm behind one NAT', async () => {
+    const cli = run(['--port', '0', '--data-dir', dataDir(), '--connections-per-ip-per-minute', '2000', '--log-level', 'warn'])
+    const port = await cli.listening()
+    // 700 requests to the upgrade route from one address (counted before any upgrade): past the
+    // default of 600, within the raised limit.
+    const statuses: number[] = []
+    for (let i = 0; i < 700; i++) statuses.push((await fetch(`http://127.0.0.1:${port}/v1/sync/room`)).status)
+    expect(statuses.filter((status) => status === 429)).toHaveLength(0)
+    expect(statuses).toHaveLength(700)
   })
 
   it('a bad value in the environment is named too', async () => {

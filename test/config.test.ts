@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { ConfigError, HelpRequested, USAGE, parseConfig, type Config } from '../server/config.ts'
+import { LIMIT_DEFINITIONS, LIMIT_NAMES, limitEnv, limitFlag, limitsTable } from '../server/limits.ts'
 import { loadOrCreateSecret } from '../server/secret.ts'
 
 const SECRET = 'a-perfectly-fine-secret-of-40-characters!'
@@ -143,6 +144,29 @@ describe('parseConfig', () => {
       configError(() => parseConfig([`--broadcast-window-ms=${bad}`], {}), '--broadcast-window-ms (TANDEM_BROADCAST_WINDOW_MS)')
       configError(() => parseConfig([], { TANDEM_STORE_WINDOW_MS: bad }), '--store-window-ms (TANDEM_STORE_WINDOW_MS)')
     }
+  })
+
+  it('reads every limit from its flag or its variable, validated against its bounds', () => {
+    for (const name of LIMIT_NAMES) {
+      const { min, max } = LIMIT_DEFINITIONS[name]
+      expect(parseConfig([`--${limitFlag(name)}`, String(max)], {}).limits).toEqual({ [name]: max })
+      expect(parseConfig([], { [limitEnv(name)]: String(min) }).limits).toEqual({ [name]: min })
+      const setting = `--${limitFlag(name)} (${limitEnv(name)})`
+      for (const bad of [String(max + 1), '12abc', '-1', '1.5']) {
+        if (bad === '-1' && min === 0) continue
+        configError(() => parseConfig([`--${limitFlag(name)}=${bad}`], {}), setting)
+      }
+    }
+    expect(parseConfig(['--connections-per-ip-per-minute', '5000'], { TANDEM_MAX_ROOMS: '20' }).limits).toEqual({
+      connectionsPerIpPerMinute: 5000,
+      maxRooms: 20,
+    })
+  })
+
+  it('lists every limit in --help and in the README\'s table, from the one definition', async () => {
+    for (const name of LIMIT_NAMES) expect(USAGE).toContain(`--${limitFlag(name)} <n>`)
+    const readme = await readFile(new URL('../README.md', import.meta.url), 'utf8')
+    expect(readme).toContain(limitsTable())
   })
 
   it('lets a flag win over the environment', () => {

@@ -106,14 +106,18 @@ export interface Hold {
 
 export interface GatedStore {
   readonly store: Store
-  /** Holds the answer of the next `method` call for `roomId` until `release()`. */
-  holdNext(method: 'load' | 'getRoom', roomId: string): Hold
+  /**
+   * Holds the answer of the next `method` call for `roomId` until `release()`; a `deleteRoom` is
+   * held before it runs (the room is still there while it is held).
+   */
+  holdNext(method: 'load' | 'getRoom' | 'deleteRoom', roomId: string): Hold
 }
 
 /**
  * A real LevelDB store whose answer to one `load` or `getRoom` of a room can be held back, to put a
  * REST change deterministically inside a connection's authentication (getRoom: its permissions are
- * being decided) or its join (load: the room is being loaded). Once released, only promise
+ * being decided) or its join (load: the room is being loaded), or a `deleteRoom` held before it
+ * runs, to put a join inside a deletion. Once released, only promise
  * continuations stand between the answer and what the connection does with it, so any later socket
  * or I/O event comes after.
  */
@@ -121,10 +125,15 @@ export const gatedStore = async (dataDir: string): Promise<GatedStore> => {
   const inner = await openLevelStore(dataDir)
   const holds = new Map<string, { entered: () => void; released: Promise<void> }>()
   // The call runs at once; its answer is what is held (a read made before a change, answered after it).
-  const pass = async <T>(method: string, roomId: string, call: () => Promise<T>): Promise<T> => {
+  const pass = async <T>(method: string, roomId: string, call: () => Promise<T>, before = false): Promise<T> => {
     const hold = holds.get(`${method}:${roomId}`)
     if (hold === undefined) return call()
     holds.delete(`${method}:${roomId}`)
+    if (before) {
+      hold.entered()
+      await hold.released
+      return call()
+    }
     const result = await call()
     hold.entered()
     await hold.released
@@ -134,6 +143,7 @@ export const gatedStore = async (dataDir: string): Promise<GatedStore> => {
     get(target, prop) {
       if (prop === 'load') return (roomId: string) => pass('load', roomId, () => target.load(roomId))
       if (prop === 'getRoom') return (roomId: string) => pass('getRoom', roomId, () => target.getRoom(roomId))
+      if (prop === 'deleteRoom') return (roomId: string) => pass('deleteRoom', roomId, () => target.deleteRoom(roomId), true)
       const value = Reflect.get(target, prop, target) as unknown
       return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value
     },
