@@ -73,8 +73,9 @@ async function runPath(frames: Uint8Array[], expected: string, roomId: string): 
         const message: ClientMessage = decodeClientMessage(frames[i]!)
         if (message.kind !== 'update') throw new Error('not an update')
         if (!canWrite(session.permissions)) continue
-        const { clients } = validateUpdate(message.update)
-        room.applyUpdate(message.update, sender, clients, frames[i]!)
+        const summary = validateUpdate(message.update)
+        room.integrationCost(summary) // the budget check before applying (connection.ts)
+        room.applyUpdate(message.update, sender, summary, frames[i]!)
         room.flushBroadcast() // the end of this update's turn: broadcast, encoded once
       }
       pathUs += (performance.now() - t0) * 1_000

@@ -62,6 +62,8 @@ const OPEN = 1
 const SMALL_FRAME = 4_096
 /** An awareness update with no entries: every client ignores it, and it keeps quiet sockets alive. */
 const KEEPALIVE_FRAME = encodeFrame(writeAwareness, writeAwarenessUpdate([]))
+/** The answer to query-awareness in a room with no presence. */
+const EMPTY_AWARENESS_FRAME = KEEPALIVE_FRAME
 /** Codes a stock y-websocket client is told about through y-protocols' permission-denied message. */
 const AUTH_CODES: ReadonlySet<ErrorCode> = new Set(['unauthorized', 'token_expired', 'forbidden', 'revoked'])
 const NOTICE_INTERVAL_MS = 1_000
@@ -93,6 +95,9 @@ export class Connection implements RoomMember {
   #reauthAttempt = 0
   readonly #messageBudget: TokenBucket
   readonly #byteBudget: TokenBucket
+  readonly #integrationBudget: TokenBucket
+  /** Whether the free first sync answer (the join's) was given. */
+  #answeredSync = false
 
   constructor(socket: WebSocket, roomId: string, request: ConnectionRequest, queryToken: string | null, ctx: ConnectionContext) {
     this.#socket = socket
@@ -108,6 +113,7 @@ export class Connection implements RoomMember {
     const now = Date.now()
     this.#messageBudget = new TokenBucket(limits.messagesPerSecond, limits.messageBurst, now)
     this.#byteBudget = new TokenBucket(limits.bytesPerSecond, limits.byteBurst, now)
+    this.#integrationBudget = new TokenBucket(limits.integrationStepsPerSecond, limits.integrationStepsBurst, now)
 
     socket.on('message', (data, isBinary) => this.#onMessage(data, isBinary))
     socket.on('close', () => this.#teardown())
@@ -304,8 +310,8 @@ export class Connection implements RoomMember {
     if (this.#mode === 'tandem') this.send(encodeFrame(writeAuthenticated, { ...session }))
     // A reader is not asked for its state: it may not write it (y-protocols, read-only users).
     if (canWrite(session.permissions)) this.send(encodeFrame(writeSyncStep1, Y.encodeStateVector(room.doc)))
-    const presence = room.presence.snapshot()
-    if (presence.length > 0) this.send(encodeFrame(writeAwareness, writeAwarenessUpdate(presence)))
+    const presence = room.presenceFrame()
+    if (presence !== null) this.send(presence)
 
     const queued = this.#queue
     this.#queue = []
@@ -322,7 +328,12 @@ export class Connection implements RoomMember {
     switch (message.kind) {
       case 'sync-step-1': {
         validateStateVector(message.stateVector)
-        this.send(encodeFrame(writeSyncStep2, Y.encodeStateAsUpdate(room.doc, message.stateVector)))
+        const answer = encodeFrame(writeSyncStep2, room.syncAnswer(message.stateVector))
+        // What the server sends counts against the budget too: a reader asking for the whole
+        // document again and again is a flood. Its first sync, the join's, is free.
+        if (this.#answeredSync) this.#chargeOutbound(answer.length)
+        this.#answeredSync = true
+        this.send(answer)
         return
       }
       case 'sync-step-2':
@@ -334,9 +345,15 @@ export class Connection implements RoomMember {
           this.#notice('read_only', 'this session may not write to the room')
           return
         }
-        const { clients } = validateUpdate(message.update)
+        const summary = validateUpdate(message.update)
+        // Bounded before it is applied: what Yjs would scan to place it (a tiny update can cost
+        // seconds against a long list), per update and per connection over time.
+        const steps = room.integrationCost(summary)
+        if (steps > 0 && !this.#integrationBudget.take(steps, Date.now())) {
+          throw new TandemError('rate_limited', 'these updates cost too much to integrate; slow down and reconnect later')
+        }
         try {
-          room.applyUpdate(message.update, this, clients, message.kind === 'update' ? frame : null)
+          room.applyUpdate(message.update, this, summary, message.kind === 'update' ? frame : null)
         } catch (err) {
           // The room is full (maxRoomBytes): nothing was applied, queued or relayed. The socket
           // closes with 4413, final: this client's later updates build on the refused one, and a
@@ -361,9 +378,12 @@ export class Connection implements RoomMember {
         }
         return
       }
-      case 'query-awareness':
-        this.send(encodeFrame(writeAwareness, writeAwarenessUpdate(room.presence.snapshot())))
+      case 'query-awareness': {
+        const answer = room.presenceFrame() ?? EMPTY_AWARENESS_FRAME
+        this.#chargeOutbound(answer.length)
+        this.send(answer)
         return
+      }
       case 'auth':
         // Fresh credentials inside the socket: re-evaluated without reconnecting.
         void this.#reauthenticate(message.token)
@@ -372,6 +392,13 @@ export class Connection implements RoomMember {
         const unreachable: never = message
         throw new TandemError('malformed_message', `unhandled message ${String(unreachable)}`)
       }
+    }
+  }
+
+  /** Takes an answer's bytes from the connection's byte budget. */
+  #chargeOutbound(bytes: number): void {
+    if (!this.#byteBudget.take(bytes, Date.now())) {
+      throw new TandemError('rate_limited', 'too many bytes asked for; slow down and reconnect later')
     }
   }
 

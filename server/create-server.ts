@@ -15,6 +15,7 @@ import { builtInAuthenticate } from './authenticator.ts'
 import { Connection, type ConnectionContext } from './connection.ts'
 import { type Fanout, LocalFanout } from './fanout.ts'
 import { LimitedWebSocket } from './limited-socket.ts'
+import { MemoryBudget } from './memory-budget.ts'
 import { Metrics } from './metrics.ts'
 import { type ServerOptions, resolveOptions } from './options.ts'
 import { playground } from './playground.ts'
@@ -128,6 +129,7 @@ async function build(options: ServerOptions, resolved: ReturnType<typeof resolve
     if (closing) await sendError(reply.header('connection', 'close'), 'unavailable', 'the server is shutting down; try again shortly')
   })
   const metrics = new Metrics()
+  const memory = new MemoryBudget(resolved.limits.maxLoadedMemoryBytes)
   const fanout: Fanout = new LocalFanout()
   const registry = new RoomRegistry(
     {
@@ -140,6 +142,12 @@ async function build(options: ServerOptions, resolved: ReturnType<typeof resolve
       maxRoomBytes: resolved.limits.maxRoomBytes,
       broadcastWindowMs: resolved.broadcastWindowMs,
       storeWindowMs: resolved.storeWindowMs,
+      maxUpdateIntegrationSteps: resolved.limits.maxUpdateIntegrationSteps,
+      maxPendingStructs: resolved.limits.maxPendingStructs,
+      maxLoadIntegrationSteps: resolved.limits.maxLoadIntegrationSteps,
+      maxMessageBytes: resolved.limits.maxMessageBytes,
+      maxRoomMemoryBytes: resolved.limits.maxRoomMemoryBytes,
+      memory,
     },
     resolved.idleUnloadMs,
     resolved.limits.maxRooms,

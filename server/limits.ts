@@ -42,6 +42,13 @@ export const LIMIT_DEFINITIONS = {
   connectionsPerIpPerMinute: { default: 600, min: 1, max: 10_000_000, unit: 'count', bounds: 'WebSocket upgrades per IP per minute (all at once if it likes, then that pace)', pastIt: '429 before the upgrade' },
   maxRooms: { default: 10_000, min: 1, max: 10_000_000, unit: 'count', bounds: 'rooms loaded at once (an idle room is unloaded early to make room)', pastIt: 'close 1013 (`rate_limited`; REST 429)' },
   maxRoomBytes: { default: 64 * MiB, min: 1 * KiB, max: 4 * GiB, unit: 'bytes', bounds: 'one room\'s document (estimated: exact at load and compaction, plus each update since)', pastIt: 'close 4413 (`message_too_large`; REST 413); nothing applied' },
+  maxRoomMemoryBytes: { default: 512 * MiB, min: 64 * KiB, max: 64 * GiB, unit: 'bytes', bounds: 'one room\'s document in memory, estimated from what it holds (about 500 bytes a struct, plus its content)', pastIt: 'close 4413 (`message_too_large`; REST 413); nothing applied' },
+  maxLoadedMemoryBytes: { default: 0, min: 0, max: 1024 * GiB, unit: 'bytes', bounds: 'all loaded rooms\' documents in memory, estimated as above; 0: half of V8\'s heap limit', pastIt: 'the write or load is refused (`unavailable`, close 1013, REST 503) and idle rooms are unloaded' },
+  maxUpdateIntegrationSteps: { default: 1_000_000, min: 1_000, max: 1_000_000_000, unit: 'count', bounds: 'estimated integration work of one update (items Yjs must scan past to place it; about 40 ns each)', pastIt: 'close 4413 (`update_too_costly`; REST 413); nothing applied' },
+  integrationStepsPerSecond: { default: 2_000_000, min: 1_000, max: 1_000_000_000, unit: 'count', bounds: 'integration work one connection causes per second, sustained', pastIt: 'close 4529' },
+  integrationStepsBurst: { default: 10_000_000, min: 1_000, max: 10_000_000_000, unit: 'count', bounds: 'integration work one connection causes in a burst', pastIt: 'close 4529' },
+  maxPendingStructs: { default: 10_000, min: 0, max: 10_000_000, unit: 'count', bounds: 'structs a room holds that wait for missing dependencies', pastIt: 'close 4413 (`update_too_costly`); nothing applied' },
+  maxLoadIntegrationSteps: { default: 20_000_000, min: 1_000, max: 10_000_000_000, unit: 'count', bounds: 'estimated integration work of loading a room\'s stored updates (its compacted snapshot aside)', pastIt: 'the room is not loaded (1011; logged)' },
   accessTokenRoomsPerPattern: { default: 1_000, min: 0, max: 10_000_000, unit: 'count', bounds: 'rooms under one access-token pattern `p*` that joins may create (counting every room whose id starts with `p`)', pastIt: 'join refused (`forbidden`, 4403)' },
 } as const satisfies Record<string, LimitDefinition>
 

@@ -6,7 +6,7 @@
 
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
 
-export type RejectReason = 'read_only' | 'malformed' | 'too_large' | 'apply_failed'
+export type RejectReason = 'read_only' | 'malformed' | 'too_large' | 'too_costly' | 'apply_failed'
 
 /** A counter whose value is read from `read()` at scrape time. */
 const countedBy = (registry: Registry, name: string, help: string, read: () => number): void => {
@@ -33,7 +33,7 @@ export class Metrics {
   updatesApplied = 0
   compactions = 0
   storeErrors = 0
-  readonly rejected: Record<RejectReason, number> = { read_only: 0, malformed: 0, too_large: 0, apply_failed: 0 }
+  readonly rejected: Record<RejectReason, number> = { read_only: 0, malformed: 0, too_large: 0, too_costly: 0, apply_failed: 0 }
 
   readonly roomsLoaded = new Gauge({ name: 'tandem_rooms_loaded', help: 'Rooms loaded in memory', registers: [this.registry] })
   readonly connections = new Gauge({ name: 'tandem_connections', help: 'Open WebSocket connections', registers: [this.registry] })

@@ -36,6 +36,14 @@ export class RoomRegistry {
     this.#deps = deps
     this.#idleUnloadMs = idleUnloadMs
     this.#maxRooms = maxRooms
+    // Out of memory budget: idle rooms go first (never a room with members, whose writers would
+    // simply start over once it reloads).
+    deps.memory.onPressure = () => void this.unloadIdle()
+  }
+
+  /** Unloads every room with no members now, instead of after its idle delay. */
+  async unloadIdle(): Promise<void> {
+    await Promise.all([...this.#idleTimers.keys()].map((room) => this.#unload(room)))
   }
 
   get size(): number {
@@ -78,7 +86,7 @@ export class RoomRegistry {
     }
     let loading = this.#loading.get(roomId)
     if (loading === undefined) {
-      loading = Room.load(roomId, this.#deps).then(
+      loading = this.#load(roomId).then(
         (room) => {
           this.#loading.delete(roomId)
           this.#rooms.set(roomId, room)
@@ -100,6 +108,17 @@ export class RoomRegistry {
     if (this.#evicted.has(room)) return this.acquire(roomId)
     this.#cancelIdle(room)
     return room
+  }
+
+  /** Loads a room; past the memory budget, once more after the idle rooms were unloaded. */
+  async #load(roomId: string): Promise<Room> {
+    try {
+      return await Room.load(roomId, this.#deps)
+    } catch (err) {
+      if (!(err instanceof TandemError && err.code === 'unavailable') || this.#idleTimers.size === 0) throw err
+      await this.unloadIdle()
+      return Room.load(roomId, this.#deps)
+    }
   }
 
   /** Starts the idle countdown of a room that has no members. */

@@ -19,6 +19,38 @@ export interface UpdateSummary {
   deletes: number
   /** Distinct client ids with at least one struct (of any kind), ascending. */
   clients: number[]
+  /** Every Item (not GC or Skip), in the order the update holds them: where each wants to go. */
+  items: ItemRef[]
+}
+
+/** No client: an absent origin, right origin or parent id. */
+export const NONE = -1
+
+/**
+ * Where an Item of an update asks to be integrated: its id and length, its left and right origins,
+ * and, when it has neither, its parent (a root type by name, or a type by its item's id) and key.
+ * What integration-cost.ts needs to estimate the work of integrating it, before it is applied.
+ */
+export class ItemRef {
+  originClient = NONE
+  originClock = 0
+  rightClient = NONE
+  rightClock = 0
+  /** A root type's name, when the parent is one. */
+  parentName: string | null = null
+  /** The id of the parent type's item, when the parent is one (`parentClient` NONE otherwise). */
+  parentClient = NONE
+  parentClock = 0
+  /** The map key, for an entry of a map-like type. */
+  parentSub: string | null = null
+  /** Whether the content is a new shared type (a parent for later items). */
+  isType = false
+
+  constructor(
+    readonly client: number,
+    readonly clock: number,
+    public length: number,
+  ) {}
 }
 
 type Decoder = decoding.Decoder
@@ -147,30 +179,46 @@ const readContent = (d: Decoder, ref: number): number => {
 
 /**
  * Security: yjs checks that an origin or parent from another client is present, but assumes one from
- * the item's own client is earlier, and throws mid-transaction when it is not.
+ * the item's own client is earlier, and throws mid-transaction when it is not. Returns the id's clock
+ * (its client is `idClient`, read first).
  */
-const checkId = (d: Decoder, client: number, clock: number, what: string): void => {
-  const idClient = uint(d)
-  if (uint(d) >= clock && idClient === client) fail(`${what} is not before the struct it belongs to`)
+let idClient = 0
+const readId = (d: Decoder, client: number, clock: number, what: string): number => {
+  idClient = uint(d)
+  const idClock = uint(d)
+  if (idClock >= clock && idClient === client) fail(`${what} is not before the struct it belongs to`)
+  return idClock
 }
 
-/** Reads one Item after its info byte and returns its length. */
-const readItem = (d: Decoder, info: number, client: number, clock: number): number => {
-  if (info & BIT8) checkId(d, client, clock, 'origin')
-  if (info & BIT7) checkId(d, client, clock, 'right origin')
+/** Reads one Item after its info byte into `ref` (its length set last). */
+const readItem = (d: Decoder, info: number, ref: ItemRef): void => {
+  const { client, clock } = ref
+  if (info & BIT8) {
+    ref.originClock = readId(d, client, clock, 'origin')
+    ref.originClient = idClient
+  }
+  if (info & BIT7) {
+    ref.rightClock = readId(d, client, clock, 'right origin')
+    ref.rightClient = idClient
+  }
   if ((info & (BIT7 | BIT8)) === 0) {
     const parentInfo = uint(d) // yjs writes 1 for a root type name, 0 for a parent id
-    if (parentInfo === 1) string(d)
-    else if (parentInfo === 0) checkId(d, client, clock, 'parent')
-    else fail(`unknown parent info ${parentInfo}`)
-    if (info & BIT6) string(d) // parentSub
+    if (parentInfo === 1) ref.parentName = string(d)
+    else if (parentInfo === 0) {
+      ref.parentClock = readId(d, client, clock, 'parent')
+      ref.parentClient = idClient
+    } else fail(`unknown parent info ${parentInfo}`)
+    if (info & BIT6) ref.parentSub = string(d)
   }
-  return readContent(d, info & BITS5)
+  const ref5 = info & BITS5
+  ref.isType = ref5 === 7
+  ref.length = readContent(d, ref5)
 }
 
-const readUpdate = (d: Decoder): UpdateSummary => {
+const readUpdate = (d: Decoder, collect: boolean): UpdateSummary => {
   let structs = 0
   const clients: number[] = []
+  const items: ItemRef[] = []
   const seen = new Set<number>()
   for (let sections = count(d, 3, 'client'); sections > 0; sections--) {
     const n = uint(d)
@@ -186,7 +234,12 @@ const readUpdate = (d: Decoder): UpdateSummary => {
       if (info === SKIP) clock += length(d, 'skip')
       else if ((info & BITS5) === 0) clock += length(d, 'GC')
       else if ((info & BITS5) === SKIP) fail('skip with flags') // yjs's two readers disagree on it
-      else clock += readItem(d, info, client, clock)
+      else {
+        const ref = new ItemRef(client, clock, 0)
+        readItem(d, info, ref)
+        if (collect) items.push(ref)
+        clock += ref.length
+      }
       if (clock > Number.MAX_SAFE_INTEGER) fail('clock out of range')
     }
     structs += n
@@ -201,7 +254,7 @@ const readUpdate = (d: Decoder): UpdateSummary => {
     deletes += n
   }
   if (remaining(d) !== 0) fail(`${remaining(d)} bytes after the delete set`)
-  return { structs, deletes, clients: clients.sort((a, b) => a - b) }
+  return { structs, deletes, clients: clients.sort((a, b) => a - b), items }
 }
 
 /** The one boundary: what lib0 or the platform throws (end of array, bad UTF-8, stack overflow) becomes ours. */
@@ -215,9 +268,13 @@ const guard = <T>(what: string, read: (d: Decoder) => T, bytes: Uint8Array): T =
   }
 }
 
-/** Checks that `update` is a well-formed Yjs V1 update and summarizes it, or throws `malformed_message`. */
-export function validateUpdate(update: Uint8Array): UpdateSummary {
-  return guard('update', readUpdate, update)
+/**
+ * Checks that `update` is a well-formed Yjs V1 update and summarizes it, or throws
+ * `malformed_message`. `items: false` leaves `items` empty (a stored snapshot: only its size counts).
+ */
+export function validateUpdate(update: Uint8Array, options: { items?: boolean } = {}): UpdateSummary {
+  const collect = options.items ?? true
+  return guard('update', (d) => readUpdate(d, collect), update)
 }
 
 /** Checks that `sv` is a well-formed state vector: a count, (client, clock) pairs, nothing after. */

@@ -3,7 +3,7 @@ import * as Y from 'yjs'
 import * as encoding from 'lib0/encoding'
 import * as prng from 'lib0/prng'
 import { TandemError } from '../protocol/errors.ts'
-import { validateStateVector, validateUpdate } from '../server/update-validator.ts'
+import { ItemRef, validateStateVector, validateUpdate } from '../server/update-validator.ts'
 
 const SEED = 20240611
 
@@ -193,6 +193,19 @@ const concat = (a: Uint8Array, b: Uint8Array): Uint8Array => {
   return out
 }
 
+/** What yjs itself decodes of an Item: where it asks to go (parent, when it has no origins, is a root name or an id). */
+const expectedRef = (item: Y.Item): ItemRef => {
+  const ref = new ItemRef(item.id.client, item.id.clock, item.length)
+  if (item.origin !== null) [ref.originClient, ref.originClock] = [item.origin.client, item.origin.clock]
+  if (item.rightOrigin !== null) [ref.rightClient, ref.rightClock] = [item.rightOrigin.client, item.rightOrigin.clock]
+  const parent = item.parent as unknown
+  if (typeof parent === 'string') ref.parentName = parent
+  else if (parent instanceof Y.ID) [ref.parentClient, ref.parentClock] = [parent.client, parent.clock]
+  ref.parentSub = item.parentSub
+  ref.isType = item.content instanceof Y.ContentType
+  return ref
+}
+
 const expectedSummary = (update: Uint8Array) => {
   const { structs, ds } = Y.decodeUpdate(update)
   let deletes = 0
@@ -201,6 +214,7 @@ const expectedSummary = (update: Uint8Array) => {
     structs: structs.length, // Items, GC and Skip structs alike
     deletes,
     clients: [...new Set(structs.map((s) => s.id.client))].sort((a, b) => a - b),
+    items: structs.filter((s): s is Y.Item => s instanceof Y.Item).map(expectedRef),
   }
 }
 
@@ -242,11 +256,11 @@ describe('validateUpdate on real updates', () => {
     const doc = new Y.Doc()
     Y.applyUpdate(doc, contentJson)
     expect(doc.getArray('root').toArray()).toEqual([{ a: [1, 2] }, undefined])
-    expect(validateUpdate(contentJson)).toEqual({ structs: 1, deletes: 0, clients: [1] })
+    expect(validateUpdate(contentJson)).toMatchObject({ structs: 1, deletes: 0, clients: [1] })
   })
 
   it('accepts the empty update', () => {
-    expect(validateUpdate(Y.encodeStateAsUpdate(new Y.Doc()))).toEqual({ structs: 0, deletes: 0, clients: [] })
+    expect(validateUpdate(Y.encodeStateAsUpdate(new Y.Doc()))).toEqual({ structs: 0, deletes: 0, clients: [], items: [] })
   })
 })
 

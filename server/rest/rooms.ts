@@ -227,13 +227,14 @@ export async function roomRoutes(app: FastifyInstance, deps: RoomRoutesDeps): Pr
       const { roomId } = request.params
       if (!Buffer.isBuffer(request.body)) throw new TandemError('invalid_request', 'send the update as application/octet-stream')
       const update = request.body
-      const { clients } = validateUpdate(update)
+      const summary = validateUpdate(update)
       // Serialised with DELETE: a write racing a deletion must not bring the document back.
       await serial.run(roomId, async () => {
         await requireRoom(roomId)
         const room = await registry.acquire(roomId)
         try {
-          room.applyUpdate(update, restWriter, clients)
+          room.integrationCost(summary)
+          room.applyUpdate(update, restWriter, summary)
           await room.flush()
         } finally {
           registry.released(room)
