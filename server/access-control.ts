@@ -11,12 +11,15 @@ import { type PermissionBits, canRead, closePermissionBits } from '../protocol/p
 import { matchingPattern } from '../protocol/tokens.ts'
 import { type Identity, resolvePermissions } from './access.ts'
 import type { Connection } from './connection.ts'
+import type { PendingAccess } from './pending-access.ts'
 import type { KeyedSerial } from './serial.ts'
 import type { Authorize, Session } from './session.ts'
 import type { RoomRecord, RoomStore } from './store/types.ts'
 
 export interface AccessControlDeps {
   readonly store: RoomStore
+  /** Changes in effect that the store has not taken yet (shared with the authenticator and REST). */
+  readonly pending: PendingAccess
   readonly authorize: Authorize | undefined
   readonly connections: ReadonlySet<Connection>
   readonly log: FastifyBaseLogger
@@ -29,6 +32,7 @@ export class AccessControl {
   readonly #serial: KeyedSerial
   readonly #roomsPerPattern: number
   readonly #store: RoomStore
+  readonly #pending: PendingAccess
   readonly #authorize: Authorize | undefined
   readonly #connections: ReadonlySet<Connection>
   readonly #log: FastifyBaseLogger
@@ -36,6 +40,7 @@ export class AccessControl {
 
   constructor(deps: AccessControlDeps) {
     this.#store = deps.store
+    this.#pending = deps.pending
     this.#authorize = deps.authorize
     this.#connections = deps.connections
     this.#log = deps.log
@@ -58,7 +63,7 @@ export class AccessControl {
    * first access: every room that holds a document is listed, readable and deletable over REST.
    */
   async evaluate(roomId: string, session: Omit<Session, 'permissions'>, options: { join?: boolean } = {}): Promise<PermissionBits> {
-    const record = await this.#store.getRoom(roomId)
+    const record = await this.#pending.getRoom(roomId)
     const permissions = await this.#decide(roomId, record, session)
     if (options.join === true && record === null && canRead(permissions) && session.identity.kind !== 'user' && session.identity.kind !== 'anonymous') {
       await this.#createOnFirstJoin(roomId, session.identity)
@@ -84,7 +89,7 @@ export class AccessControl {
   async #createOnFirstJoin(roomId: string, identity: Extract<Identity, { kind: 'access' | 'fixed' }>): Promise<void> {
     const pattern = identity.kind === 'access' ? matchingPattern(identity.perms, roomId) : null
     await this.#serial.run(roomId, async () => {
-      if ((await this.#store.getRoom(roomId)) !== null) return
+      if ((await this.#pending.getRoom(roomId)) !== null) return
       if (pattern !== null && pattern.endsWith('*')) {
         const prefix = pattern.slice(0, -1)
         const quota = this.#roomsPerPattern
@@ -95,6 +100,19 @@ export class AccessControl {
       const now = new Date().toISOString()
       await this.#store.putRoom({ id: roomId, defaultAccesses: [], usersAccesses: {}, groupsAccesses: {}, metadata: {}, createdAt: now, updatedAt: now })
     })
+  }
+
+  /**
+   * Puts a room's record in effect: live sessions are re-evaluated against it, then it is stored.
+   * When the store fails, the change stays in effect (held in memory, retried) and this throws
+   * `unavailable` saying so: a downgrade acts on live sessions whatever the disk does.
+   */
+  async applyRecord(record: RoomRecord): Promise<void> {
+    const stored = this.#pending.putRoom(record)
+    await this.roomChanged(record.id)
+    if (!(await stored)) {
+      throw new TandemError('unavailable', 'the change is in effect for live sessions and new joins, but the store did not take it (a restart would forget it); retry')
+    }
   }
 
   /** Re-evaluates every live session in a room after its ACL changed. */
@@ -113,11 +131,15 @@ export class AccessControl {
     )
   }
 
-  /** Closes a user's sessions (in one room, or everywhere) and refuses their older tokens. */
+  /**
+   * Closes a user's sessions (in one room, or everywhere) and refuses their older tokens. In effect
+   * before it is stored: when the store fails, the sessions are closed and the user kept out all the
+   * same, and this throws `unavailable` saying the revocation is not stored.
+   */
   async revoke(userId: string, roomId: string | null): Promise<number> {
     const at = Date.now()
     this.#epoch++
-    await this.#store.revoke(userId, roomId, at)
+    const stored = this.#pending.revoke(userId, roomId, at)
     let closed = 0
     for (const connection of [...this.#connections]) {
       const actor = connection.session?.actor
@@ -126,12 +148,15 @@ export class AccessControl {
         closed++
       }
     }
+    if (!(await stored)) {
+      throw new TandemError('unavailable', `${closed} sessions were closed and the user is kept out, but the store did not take the revocation (a restart would forget it); retry`)
+    }
     return closed
   }
 
   /** Lifts a revocation; says whether there was one. Sessions are not told: they are already closed. */
   reinstate(userId: string, roomId: string | null): Promise<boolean> {
-    return this.#store.reinstate(userId, roomId)
+    return this.#pending.reinstate(userId, roomId)
   }
 
   /** Closes every session of a room being deleted with 4404; joins being decided decide again. */

@@ -8,12 +8,13 @@
 import { randomUUID } from 'node:crypto'
 import { isValidId } from '../protocol/mint.ts'
 import type { Authenticate, AuthResult } from './session.ts'
-import type { RoomStore } from './store/types.ts'
+import type { PendingAccess } from './pending-access.ts'
 import { CLOCK_TOLERANCE_SECONDS, type TokenVerifier } from './tokens.ts'
 
 export interface AuthenticatorDeps {
   readonly verifier: TokenVerifier
-  readonly store: RoomStore
+  /** Revocations in effect, stored or not yet. */
+  readonly revocations: Pick<PendingAccess, 'revokedAt'>
   readonly allowAnonymous: boolean
   readonly trustIdentityHeaders: boolean
 }
@@ -26,7 +27,7 @@ export const builtInAuthenticate = (deps: AuthenticatorDeps): Authenticate => as
     // A revocation refuses every token issued before it, so a revoked user cannot simply reconnect.
     // `iat` comes from the issuer's clock: a token minted just before the revocation by a backend
     // whose clock runs ahead must not pass, so the same skew tolerance as for `exp` applies.
-    const revokedAt = await deps.store.revokedAt(token.userId, credentials.roomId)
+    const revokedAt = await deps.revocations.revokedAt(token.userId, credentials.roomId)
     if (revokedAt > 0 && token.issuedAt <= revokedAt + CLOCK_TOLERANCE_SECONDS * 1000) {
       return { refused: 'revoked', reason: 'this user was revoked' }
     }
@@ -48,7 +49,7 @@ export const builtInAuthenticate = (deps: AuthenticatorDeps): Authenticate => as
   if (userId !== undefined) {
     if (!isValidId(userId)) return { refused: 'unauthorized', reason: 'invalid x-user-id header' }
     // No token to date: a revoked gateway user stays out until the backend reinstates them.
-    if ((await deps.store.revokedAt(userId, credentials.roomId)) > 0) return { refused: 'revoked', reason: 'this user was revoked' }
+    if ((await deps.revocations.revokedAt(userId, credentials.roomId)) > 0) return { refused: 'revoked', reason: 'this user was revoked' }
     const groupIds = (header(request.headers['x-group-ids']) ?? '').split(',').map((g) => g.trim()).filter(isValidId)
     const tenantId = header(request.headers['x-tenant-id'])
     const actor = { kind: 'user' as const, userId, ...(tenantId !== undefined && isValidId(tenantId) && { tenantId }) }

@@ -18,6 +18,7 @@ import { LimitedWebSocket } from './limited-socket.ts'
 import { MemoryBudget } from './memory-budget.ts'
 import { Metrics } from './metrics.ts'
 import { type ServerOptions, resolveOptions } from './options.ts'
+import { PendingAccess } from './pending-access.ts'
 import { playground } from './playground.ts'
 import { TokenBucket } from './rate-limit.ts'
 import { errorHandler, notFoundHandler, restApi, sendError } from './rest/index.ts'
@@ -101,9 +102,24 @@ const loggerOptions = (options: ServerOptions): Pick<FastifyServerOptions, 'logg
 
 export async function createServer(options: ServerOptions): Promise<FastifyInstance> {
   const resolved = resolveOptions(options)
-  const store = options.store ?? (await openLevelStore(options.dataDir ?? './data', { sync: resolved.syncWrites }))
+  let storeHealthChanged = (health: string, reason: string): void => {
+    process.stderr.write(`tandem: store ${health}: ${reason}\n`)
+  }
+  const store =
+    options.store ??
+    (await openLevelStore(options.dataDir ?? './data', {
+      sync: resolved.syncWrites,
+      reserveBytes: resolved.limits.diskReserveBytes,
+      // Before the app exists its logger does not either: what the store says goes to stderr then.
+      onHealth: (health, reason) => storeHealthChanged(health, reason),
+    }))
   try {
-    return await build(options, resolved, store)
+    const app = await build(options, resolved, store)
+    storeHealthChanged = (health, reason) => {
+      if (health === 'ok') app.log.warn({ reason }, 'store writable again: acknowledging writes')
+      else app.log.error({ reason }, 'store read-only: no write is acknowledged until the disk has room again')
+    }
+    return app
   } catch (err) {
     await store.close()
     throw err
@@ -156,8 +172,10 @@ async function build(options: ServerOptions, resolved: ReturnType<typeof resolve
   const verifier = new TokenVerifier({ secret: resolved.secret, ...options.jwt })
   // One queue per room for every change to its record: REST writes, deletion, creation on first join.
   const serial = new KeyedSerial()
+  const pending = new PendingAccess(store, app.log)
   const access = new AccessControl({
     store,
+    pending,
     authorize: options.authorize,
     connections,
     log: app.log,
@@ -166,7 +184,7 @@ async function build(options: ServerOptions, resolved: ReturnType<typeof resolve
   })
   const authenticate =
     options.authenticate ??
-    builtInAuthenticate({ verifier, store, allowAnonymous: resolved.allowAnonymous, trustIdentityHeaders: resolved.trustIdentityHeaders })
+    builtInAuthenticate({ verifier, revocations: pending, allowAnonymous: resolved.allowAnonymous, trustIdentityHeaders: resolved.trustIdentityHeaders })
   const context: ConnectionContext = {
     registry,
     access,
@@ -206,6 +224,7 @@ async function build(options: ServerOptions, resolved: ReturnType<typeof resolve
     },
   })
   app.addHook('onClose', async () => {
+    pending.close()
     await store.close()
   })
 
@@ -216,6 +235,7 @@ async function build(options: ServerOptions, resolved: ReturnType<typeof resolve
     access,
     connections,
     serial,
+    pending,
     requestsPerMinute: resolved.limits.restRequestsPerMinute,
     bodyLimit: resolved.limits.maxMessageBytes,
   })
@@ -223,7 +243,10 @@ async function build(options: ServerOptions, resolved: ReturnType<typeof resolve
   // A local demo: anyone who reaches it can change playground rooms' ACLs, so only on request.
   if (options.playground === true) await app.register(playground, { secret: resolved.secret })
 
-  app.get('/healthz', async () => ({ status: 'ok', rooms: registry.size, connections: connections.size }))
+  app.get('/healthz', async () => {
+    const storeHealth = store.health()
+    return { status: storeHealth === 'ok' ? 'ok' : 'degraded', store: storeHealth, rooms: registry.size, connections: connections.size }
+  })
 
   app.get('/metrics', async (_request, reply) => {
     reply.type(metrics.registry.contentType)

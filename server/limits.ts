@@ -49,6 +49,7 @@ export const LIMIT_DEFINITIONS = {
   integrationStepsBurst: { default: 10_000_000, min: 1_000, max: 10_000_000_000, unit: 'count', bounds: 'integration work one connection causes in a burst', pastIt: 'close 4529' },
   maxPendingStructs: { default: 10_000, min: 0, max: 10_000_000, unit: 'count', bounds: 'structs a room holds that wait for missing dependencies', pastIt: 'close 4413 (`update_too_costly`); nothing applied' },
   maxLoadIntegrationSteps: { default: 20_000_000, min: 1_000, max: 10_000_000_000, unit: 'count', bounds: 'estimated integration work of loading a room\'s stored updates (its compacted snapshot aside)', pastIt: 'the room is not loaded (1011; logged)' },
+  diskReserveBytes: { default: 16 * MiB, min: 0, max: 16 * GiB, unit: 'bytes', bounds: 'space held in `<data-dir>/reserve` so the store can recover, and the server start, on a full disk', pastIt: 'after a failed write the store is read-only until the disk has twice this free' },
   accessTokenRoomsPerPattern: { default: 1_000, min: 0, max: 10_000_000, unit: 'count', bounds: 'rooms under one access-token pattern `p*` that joins may create (counting every room whose id starts with `p`)', pastIt: 'join refused (`forbidden`, 4403)' },
 } as const satisfies Record<string, LimitDefinition>
 

@@ -13,6 +13,7 @@ import type { Connection } from '../connection.ts'
 import { docToJson } from '../doc-json.ts'
 import type { Writer } from '../room.ts'
 import type { RoomRegistry } from '../rooms.ts'
+import type { PendingAccess } from '../pending-access.ts'
 import type { KeyedSerial } from '../serial.ts'
 import type { RoomRecord, Store } from '../store/types.ts'
 import { validateStateVector, validateUpdate } from '../update-validator.ts'
@@ -26,6 +27,8 @@ export interface RoomRoutesDeps {
   readonly connections: ReadonlySet<Connection>
   /** One queue per room for changes to its record (shared with access control). */
   readonly serial: KeyedSerial
+  /** Records in effect that the store has not taken yet. */
+  readonly pending: PendingAccess
 }
 
 type AccessPatch = Record<string, Permission[] | null>
@@ -66,10 +69,10 @@ const params = { params: schema.roomParams }
 const errors = { 400: schema.errorBody, 401: schema.errorBody, 404: schema.errorBody, 429: schema.errorBody }
 
 export async function roomRoutes(app: FastifyInstance, deps: RoomRoutesDeps): Promise<void> {
-  const { store, registry, access, serial } = deps
+  const { store, registry, access, serial, pending } = deps
 
   const requireRoom = async (roomId: string): Promise<RoomRecord> => {
-    const record = await store.getRoom(roomId)
+    const record = await pending.getRoom(roomId)
     if (record === null) throw notFound(roomId)
     return record
   }
@@ -93,7 +96,7 @@ export async function roomRoutes(app: FastifyInstance, deps: RoomRoutesDeps): Pr
     async (request) => {
       const body = request.body
       return serial.run(body.id, async () => {
-        if ((await store.getRoom(body.id)) !== null) throw new TandemError('room_exists', `room "${body.id}" already exists`)
+        if ((await pending.getRoom(body.id)) !== null) throw new TandemError('room_exists', `room "${body.id}" already exists`)
         const now = new Date().toISOString()
         const record: RoomRecord = {
           id: body.id,
@@ -104,9 +107,8 @@ export async function roomRoutes(app: FastifyInstance, deps: RoomRoutesDeps): Pr
           createdAt: now,
           updatedAt: now,
         }
-        await store.putRoom(record)
         // Sessions that joined through access tokens, or were refused before, see the new ACL.
-        await access.roomChanged(body.id)
+        await access.applyRecord(record)
         return record
       })
     },
@@ -161,8 +163,7 @@ export async function roomRoutes(app: FastifyInstance, deps: RoomRoutesDeps): Pr
           metadata: patch(current.metadata, body.metadata),
           updatedAt: new Date().toISOString(),
         }
-        await store.putRoom(record)
-        await access.roomChanged(roomId)
+        await access.applyRecord(record)
         return record
       })
     },
@@ -180,6 +181,7 @@ export async function roomRoutes(app: FastifyInstance, deps: RoomRoutesDeps): Pr
         // epoch moves before they resume, so none opens on the deleted room or brings it back.
         await registry.delete(roomId, async () => {
           await store.deleteRoom(roomId)
+          pending.forgetRoom(roomId)
           access.changed()
         })
       })

@@ -7,6 +7,7 @@
 import { mkdir } from 'node:fs/promises'
 import { Level } from 'level'
 import type { BatchOperation } from 'level'
+import { DiskReserve, freeBytes, isDiskFull } from './disk-reserve.ts'
 import type { ListRoomsOptions, RoomRecord, Store, StoredDocument, WriteRecord } from './types.ts'
 import {
   KIND_REVOCATION,
@@ -39,10 +40,27 @@ export class DataDirInUseError extends Error {
 export interface LevelStoreOptions {
   /** fsync every write: survives a power loss, not only a process crash. Default false. */
   sync?: boolean
+  /** Space kept in a reserve file for recovery on a full disk (disk-reserve.ts). Default 16 MiB; 0: none. */
+  reserveBytes?: number
+  /** How often a read-only store checks whether the disk has room again (ms). Default 1000. */
+  probeMs?: number
+  /** Told when the store turns read-only or writable again. */
+  onHealth?: (health: StoreHealth, reason: string) => void
 }
 
-export async function openLevelStore(dir: string, options: LevelStoreOptions = {}): Promise<LevelStore> {
-  await mkdir(dir, { recursive: true })
+/** A write failed (a full disk, say): writes are refused until the store reopened on a disk with room. */
+export class StoreReadOnlyError extends Error {
+  readonly code = 'STORE_READ_ONLY'
+
+  constructor(options?: ErrorOptions) {
+    super('the store is read-only until its disk has room again', options)
+    this.name = 'StoreReadOnlyError'
+  }
+}
+
+export const DEFAULT_RESERVE_BYTES = 16 * 1024 * 1024
+
+async function openDb(dir: string): Promise<Db> {
   const db: Db = new Level<Uint8Array, Uint8Array>(dir, { keyEncoding: 'view', valueEncoding: 'view' })
   try {
     await db.open()
@@ -50,29 +68,130 @@ export async function openLevelStore(dir: string, options: LevelStoreOptions = {
     if (isLockError(err)) throw new DataDirInUseError(dir, { cause: err })
     throw new Error(`could not open data dir "${dir}": ${describe(err)}`, { cause: err })
   }
+  return db
+}
+
+/**
+ * Opens the data dir's LevelDB. On a full disk (LevelDB's recovery needs space for a table) it
+ * gives up the reserve file and opens read-only: the server starts, and serves what is stored.
+ */
+export async function openLevelStore(dir: string, options: LevelStoreOptions = {}): Promise<LevelStore> {
+  await mkdir(dir, { recursive: true })
+  const reserve = new DiskReserve(dir, options.reserveBytes ?? DEFAULT_RESERVE_BYTES)
+  let db: Db
+  try {
+    db = await openDb(dir)
+  } catch (err) {
+    if (!isDiskFull(err)) throw err
+    await reserve.release()
+    db = await openDb(dir)
+  }
   try {
     await checkSchemaVersion(db, dir)
   } catch (err) {
     await db.close()
     throw err
   }
-  return new LevelStore(db, options.sync ?? false)
+  const store = new LevelStore(db, dir, options.sync ?? false, reserve, options)
+  await store.settleReserve()
+  return store
 }
+
+export type StoreHealth = 'ok' | 'read_only'
 
 export class LevelStore implements Store {
   #closed = false
   #pending: { ops: Op[]; resolve: () => void; reject: (err: unknown) => void }[] = []
+  #db: Db
+  readonly #dir: string
+  readonly #sync: boolean
+  readonly #reserve: DiskReserve
+  readonly #probeMs: number
+  readonly #onHealth: (health: StoreHealth, reason: string) => void
+  #health: StoreHealth = 'ok'
+  #probe: NodeJS.Timeout | null = null
+  #reopening = false
 
-  constructor(
-    private readonly db: Db,
-    private readonly sync: boolean,
-  ) {}
+  constructor(db: Db, dir: string, sync: boolean, reserve: DiskReserve, options: LevelStoreOptions = {}) {
+    this.#db = db
+    this.#dir = dir
+    this.#sync = sync
+    this.#reserve = reserve
+    this.#probeMs = options.probeMs ?? 1_000
+    this.#onHealth = options.onHealth ?? (() => {})
+  }
+
+  /** `read_only` from a failed write until the store reopened on a disk with room again. */
+  health(): StoreHealth {
+    return this.#health
+  }
+
+  /** Takes the reserve back when the disk has room for it and more; stays read-only otherwise. */
+  async settleReserve(): Promise<void> {
+    if (await this.#reserve.held()) return
+    if ((await freeBytes(this.#dir)) >= this.#roomNeeded() && (await this.#reserve.take())) return
+    this.#readOnly('the disk has no room for the store\'s reserve')
+  }
+
+  /** Free space after which a read-only store reopens: the reserve, and as much again for writes. */
+  #roomNeeded(): number {
+    return 2 * this.#reserve.bytes + 1024 * 1024
+  }
+
+  /**
+   * Every write goes through here. After a failed one, LevelDB's log may end in a partial record;
+   * a later write appended behind it could be lost at the next recovery (acknowledged, then gone).
+   * So nothing more is written until the store has been reopened, which recovers the log and
+   * starts a new one: until then writes fail at once (the rooms retry, their writers are told).
+   */
+  async #write<T>(run: (db: Db) => Promise<T>): Promise<T> {
+    if (this.#health !== 'ok') throw new StoreReadOnlyError()
+    try {
+      return await run(this.#db)
+    } catch (err) {
+      this.#readOnly(describe(err))
+      throw err
+    }
+  }
+
+  #readOnly(reason: string): void {
+    if (this.#closed) return
+    if (this.#health === 'ok') {
+      this.#health = 'read_only'
+      this.#onHealth('read_only', reason)
+    }
+    if (this.#probe === null) {
+      this.#probe = setInterval(() => void this.#tryReopen(), this.#probeMs)
+      this.#probe.unref()
+    }
+  }
+
+  async #tryReopen(): Promise<void> {
+    if (this.#reopening || this.#closed) return
+    this.#reopening = true
+    try {
+      if ((await freeBytes(this.#dir)) < this.#roomNeeded()) return
+      await this.#db.close()
+      this.#db = await openDb(this.#dir)
+      if (!(await this.#reserve.take())) return
+      clearInterval(this.#probe!)
+      this.#probe = null
+      this.#health = 'ok'
+      this.#onHealth('ok', 'reopened on a disk with room')
+    } catch (err) {
+      // Still no room (or the open failed): the next probe tries again.
+      this.#onHealth('read_only', `reopening failed: ${describe(err)}`)
+      if (this.#db.status === 'closed') this.#db = await openDb(this.#dir).catch(() => this.#db)
+    } finally {
+      this.#reopening = false
+    }
+  }
 
   async load(roomId: string): Promise<StoredDocument> {
     const updates: Uint8Array[] = []
     let firstSeq = -1
     let lastSeq = -1
-    for await (const [key, value] of this.db.iterator(roomRange(roomId))) {
+    for await (const [key, value] of this.#db.iterator(roomRange(roomId))) {
       lastSeq = decodeSeq(key)
       if (firstSeq === -1) firstSeq = lastSeq
       updates.push(value)
@@ -98,7 +217,7 @@ export class LevelStore implements Store {
     const appends = this.#pending
     this.#pending = []
     const ops = appends.length === 1 ? appends[0]!.ops : appends.flatMap((a) => a.ops)
-    this.db.batch(ops, { sync: this.sync }).then(
+    this.#write((db) => db.batch(ops, { sync: this.#sync })).then(
       () => {
         for (const a of appends) a.resolve()
       },
@@ -116,36 +235,36 @@ export class LevelStore implements Store {
     const ops: Op[] = []
     for (let seq = fromSeq; seq < throughSeq; seq++) ops.push({ type: 'del', key: recordKey(roomId, seq) })
     ops.push({ type: 'put', key: recordKey(roomId, throughSeq), value: merged })
-    await this.db.batch(ops, { sync: this.sync })
+    await this.#write((db) => db.batch(ops, { sync: this.#sync }))
   }
 
   async deleteDocument(roomId: string): Promise<void> {
     const ops: Op[] = []
-    for await (const key of this.db.keys(roomRange(roomId))) ops.push({ type: 'del', key })
-    if (ops.length > 0) await this.db.batch(ops, { sync: this.sync })
+    for await (const key of this.#db.keys(roomRange(roomId))) ops.push({ type: 'del', key })
+    if (ops.length > 0) await this.#write((db) => db.batch(ops, { sync: this.#sync }))
   }
 
   async getRoom(roomId: string): Promise<RoomRecord | null> {
-    const value = await this.db.get(namedKey(KIND_ROOM, roomId))
+    const value = await this.#db.get(namedKey(KIND_ROOM, roomId))
     return value === undefined ? null : parse<RoomRecord>(value)
   }
 
   async putRoom(record: RoomRecord): Promise<void> {
-    await this.db.put(namedKey(KIND_ROOM, record.id), json(record), { sync: this.sync })
+    await this.#write((db) => db.put(namedKey(KIND_ROOM, record.id), json(record), { sync: this.#sync }))
   }
 
   async deleteRoom(roomId: string): Promise<void> {
     const ops: Op[] = [{ type: 'del', key: namedKey(KIND_ROOM, roomId) }]
-    for await (const key of this.db.keys(roomRange(roomId))) ops.push({ type: 'del', key })
-    for await (const key of this.db.keys(historyRange(roomId))) ops.push({ type: 'del', key })
-    await this.db.batch(ops, { sync: this.sync })
+    for await (const key of this.#db.keys(roomRange(roomId))) ops.push({ type: 'del', key })
+    for await (const key of this.#db.keys(historyRange(roomId))) ops.push({ type: 'del', key })
+    await this.#write((db) => db.batch(ops, { sync: this.#sync }))
   }
 
   async listRooms({ prefix = '', startingAfter, limit }: ListRoomsOptions): Promise<RoomRecord[]> {
     const all = kindRange(KIND_ROOM)
     const from = startingAfter !== undefined && startingAfter >= prefix ? { gt: namedKey(KIND_ROOM, startingAfter) } : { gte: namedKey(KIND_ROOM, prefix) }
     const rooms: RoomRecord[] = []
-    for await (const [key, value] of this.db.iterator({ ...from, lt: all.lt })) {
+    for await (const [key, value] of this.#db.iterator({ ...from, lt: all.lt })) {
       if (!decodeName(key).startsWith(prefix)) break
       rooms.push(parse<RoomRecord>(value))
       if (rooms.length >= limit) break
@@ -156,7 +275,7 @@ export class LevelStore implements Store {
   async countRooms(prefix: string, upTo: number): Promise<number> {
     let count = 0
     if (upTo <= 0) return 0
-    for await (const key of this.db.keys({ gte: namedKey(KIND_ROOM, prefix), lt: kindRange(KIND_ROOM).lt })) {
+    for await (const key of this.#db.keys({ gte: namedKey(KIND_ROOM, prefix), lt: kindRange(KIND_ROOM).lt })) {
       if (!decodeName(key).startsWith(prefix)) break
       if (++count >= upTo) break
     }
@@ -165,36 +284,37 @@ export class LevelStore implements Store {
 
   async history(roomId: string, limit: number): Promise<WriteRecord[]> {
     const entries: WriteRecord[] = []
-    for await (const value of this.db.values({ ...historyRange(roomId), reverse: true, limit })) entries.push(parse<WriteRecord>(value))
+    for await (const value of this.#db.values({ ...historyRange(roomId), reverse: true, limit })) entries.push(parse<WriteRecord>(value))
     return entries
   }
 
   async revoke(userId: string, roomId: string | null, at: number): Promise<void> {
-    await this.db.put(revocationKey(userId, roomId), json(at), { sync: this.sync })
+    await this.#write((db) => db.put(revocationKey(userId, roomId), json(at), { sync: this.#sync }))
   }
 
   async reinstate(userId: string, roomId: string | null): Promise<boolean> {
     const key = revocationKey(userId, roomId)
-    if ((await this.db.get(key)) === undefined) return false
-    await this.db.del(key, { sync: this.sync })
+    if ((await this.#db.get(key)) === undefined) return false
+    await this.#write((db) => db.del(key, { sync: this.#sync }))
     return true
   }
 
   async revokedAt(userId: string, roomId: string): Promise<number> {
-    const [everywhere, here] = await this.db.getMany([revocationKey(userId, null), revocationKey(userId, roomId)])
+    const [everywhere, here] = await this.#db.getMany([revocationKey(userId, null), revocationKey(userId, roomId)])
     return Math.max(everywhere === undefined ? 0 : parse<number>(everywhere), here === undefined ? 0 : parse<number>(here))
   }
 
   async countRecords(roomId: string): Promise<number> {
     let count = 0
-    for await (const _ of this.db.keys(roomRange(roomId))) count++
+    for await (const _ of this.#db.keys(roomRange(roomId))) count++
     return count
   }
 
   async close(): Promise<void> {
     if (this.#closed) return
     this.#closed = true
-    await this.db.close()
+    if (this.#probe !== null) clearInterval(this.#probe)
+    await this.#db.close()
   }
 }
 

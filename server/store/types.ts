@@ -39,6 +39,8 @@ export interface DocumentStore {
   compact(roomId: string, fromSeq: number, throughSeq: number, merged: Uint8Array): Promise<void>
   /** Removes every record of a room. */
   deleteDocument(roomId: string): Promise<void>
+  /** `read_only` after a write failed, until the store knows it can write again (LevelDB: reopened on a disk with room). */
+  health(): 'ok' | 'read_only'
   /** Number of stored records of a room (for tests and operations, not the hot path). */
   countRecords(roomId: string): Promise<number>
   close(): Promise<void>

@@ -108,6 +108,10 @@ export class FaultyStore implements Store {
     return this.inner.reinstate(userId, roomId)
   }
 
+  health(): 'ok' | 'read_only' {
+    return this.inner.health()
+  }
+
   countRooms(prefix: string, upTo: number): Promise<number> {
     return this.inner.countRooms(prefix, upTo)
   }

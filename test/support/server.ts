@@ -38,7 +38,9 @@ export const makeDataDir = (): string => mkdtempSync(join(tmpdir(), 'tandem-test
 
 export async function startServer(options: Partial<ServerOptions> = {}, dataDir = makeDataDir(), port = 0): Promise<TestServer> {
   // `authenticate: undefined` in `options` selects the built-in token authentication.
-  const app = await createServer({ secret: TEST_SECRET, logLevel: 'silent', authenticate: openAccess, ...options, dataDir })
+  // A small disk reserve: hundreds of servers a run need not each write the default 16 MiB.
+  const limits = { diskReserveBytes: 64 * 1024, ...options.limits }
+  const app = await createServer({ secret: TEST_SECRET, logLevel: 'silent', authenticate: openAccess, ...options, limits, dataDir })
   await app.listen({ host: '127.0.0.1', port })
   const address = app.server.address()
   const bound = typeof address === 'object' && address !== null ? address.port : port
