@@ -38,6 +38,8 @@ export interface TandemRuntime {
   readonly registry: RoomRegistry
   readonly metrics: Metrics
   readonly connections: ReadonlySet<Connection>
+  /** Access changes in effect that the store has not taken yet. */
+  readonly pending: PendingAccess
 }
 
 declare module 'fastify' {
@@ -116,7 +118,10 @@ export async function createServer(options: ServerOptions): Promise<FastifyInsta
   try {
     const app = await build(options, resolved, store)
     storeHealthChanged = (health, reason) => {
-      if (health === 'ok') app.log.warn({ reason }, 'store writable again: acknowledging writes')
+      if (health === 'ok') {
+        app.log.warn({ reason }, 'store writable again: acknowledging writes')
+        app.tandem.pending.retryNow()
+      }
       else app.log.error({ reason }, 'store read-only: no write is acknowledged until the disk has room again')
     }
     return app
@@ -194,7 +199,7 @@ async function build(options: ServerOptions, resolved: ReturnType<typeof resolve
     log: app.log,
     connections,
   }
-  app.decorate('tandem', { store, registry, metrics, connections })
+  app.decorate('tandem', { store, registry, metrics, connections, pending })
 
   const connectionRate = new ConnectionRateLimiter(resolved.limits.connectionsPerIpPerMinute)
   const heartbeat = setInterval(() => {

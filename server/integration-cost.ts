@@ -40,6 +40,8 @@ interface Placed {
   readonly right: string | null | undefined
   /** Uncertain: where its scan began (it landed at or after it). */
   readonly scanFrom: string | null
+  /** Waits for a missing dependency (so do the items placed by it). */
+  readonly missing?: true
 }
 
 const key = (client: number, clock: number): string => `${client}:${clock}`
@@ -104,6 +106,8 @@ class Estimator {
     this.#items = items
     this.#budget = budget
     for (const ref of items) {
+      // Yjs skips what the document already has (a resent update, a sync step 2 that overlaps).
+      if (docStruct(doc, ref.client, ref.clock + ref.length - 1) !== undefined) continue
       let list = this.#byClient.get(ref.client)
       if (list === undefined) this.#byClient.set(ref.client, (list = []))
       list.push(ref)
@@ -111,9 +115,11 @@ class Estimator {
   }
 
   run(): IntegrationEstimate {
-    for (const ref of this.#items) {
-      if (this.#steps > this.#budget) break
-      this.#place(ref)
+    for (const list of this.#byClient.values()) {
+      for (const ref of list) {
+        if (this.#steps > this.#budget) break
+        this.#place(ref)
+      }
     }
     return { steps: Math.min(this.#steps, this.#budget + 1), missing: this.#missing }
   }
@@ -123,7 +129,7 @@ class Estimator {
     if (parent === undefined) {
       // A dependency is missing: Yjs keeps the item pending; it is estimated again when completed.
       this.#missing++
-      this.#placed.set(ref, { ref, parent: null, right: undefined, scanFrom: null })
+      this.#placed.set(ref, { ref, parent: null, right: undefined, scanFrom: null, missing: true })
       return
     }
     if (parent === null) {
@@ -216,8 +222,8 @@ class Estimator {
     const own = this.#updateItem(client, clock)
     if (own !== null) {
       const placed = this.#placed.get(own)
-      // Not placed yet (it comes later in the update): its parent is not known; count it as missing.
-      return placed === undefined ? undefined : placed.parent
+      // Not placed yet (it comes later in the update), or itself missing: count it as missing.
+      return placed === undefined || placed.missing === true ? undefined : placed.parent
     }
     const struct = this.#docStruct(client, clock)
     if (struct === undefined) return undefined

@@ -59,6 +59,14 @@ export class PendingAccess {
     this.#records.delete(roomId)
   }
 
+  /** The store can write again: what it could not take goes now. */
+  retryNow(): void {
+    if (this.#retry === null) return
+    clearTimeout(this.#retry)
+    this.#retry = null
+    this.#persistAll()
+  }
+
   close(): void {
     if (this.#retry !== null) clearTimeout(this.#retry)
     this.#retry = null
@@ -89,12 +97,16 @@ export class PendingAccess {
     }
   }
 
+  #persistAll(): void {
+    for (const record of [...this.#records.values()]) void this.#persistRecord(record)
+    for (const revocation of [...this.#revocations.values()]) void this.#persistRevocation(revocation)
+  }
+
   #scheduleRetry(): void {
     if (this.#retry !== null) return
     this.#retry = setTimeout(() => {
       this.#retry = null
-      for (const record of [...this.#records.values()]) void this.#persistRecord(record)
-      for (const revocation of [...this.#revocations.values()]) void this.#persistRevocation(revocation)
+      this.#persistAll()
     }, RETRY_MS)
     this.#retry.unref()
   }

@@ -15,8 +15,10 @@ export interface CliProcess {
   listening(): Promise<number>
 }
 
-export const runCli = (args: string[], env: NodeJS.ProcessEnv = {}): CliProcess => {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'server/cli.ts', ...args], {
+/** `prefix` runs the command through another, e.g. `nsenter` into a mount namespace (support/small-disk.ts). */
+export const runCli = (args: string[], env: NodeJS.ProcessEnv = {}, prefix: readonly string[] = []): CliProcess => {
+  const command = [...prefix, process.execPath, '--import', 'tsx', 'server/cli.ts', ...args]
+  const child = spawn(command[0]!, command.slice(1), {
     cwd: root,
     env: { ...process.env, TANDEM_SECRET: '', PORT: '', HOST: '', TANDEM_DATA_DIR: '', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
