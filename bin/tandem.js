@@ -4,11 +4,11 @@
 // so there it runs the compiled CLI.
 import { existsSync } from 'node:fs'
 
-const source = new URL('../server/cli.ts', import.meta.url)
+const source = new URL('../server/cli/main.ts', import.meta.url)
 if (existsSync(source)) {
   const { register } = await import('tsx/esm/api')
   register()
   await import(source.href)
 } else {
-  await import(new URL('../dist/server/cli.js', import.meta.url).href)
+  await import(new URL('../dist/server/cli/main.js', import.meta.url).href)
 }

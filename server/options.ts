@@ -6,7 +6,7 @@
 import type { FastifyBaseLogger } from 'fastify'
 import { ConfigError } from './config-error.ts'
 import { DEFAULT_LIMITS, LIMIT_NAMES, type Limits, checkLimit, limitEnv, limitFlag } from './limits.ts'
-import type { Authenticate, Authorize } from './session.ts'
+import type { Authenticate, Authorize } from './auth/session.ts'
 import type { Store } from './store/types.ts'
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'

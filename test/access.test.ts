@@ -20,7 +20,7 @@ import { CloseCode } from '../protocol/errors.ts'
 import { type ServerMessage, decodeServerMessage, encodeFrame, writeAuth, writeAwareness, writeSyncStep1, writeSyncStep2 } from '../protocol/messages.ts'
 import { mintIdToken } from '../protocol/mint.ts'
 import { PermissionBit } from '../protocol/permissions.ts'
-import type { Authenticate, Authorize, Session } from '../server/session.ts'
+import type { Authenticate, Authorize, Session } from '../server/auth/session.ts'
 import {
   type GatedStore,
   accessToken,

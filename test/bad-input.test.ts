@@ -25,7 +25,7 @@ import {
   writeUpdate,
 } from '../protocol/messages.ts'
 import { PermissionBit } from '../protocol/permissions.ts'
-import type { AuthResult, Authenticate, Credentials } from '../server/session.ts'
+import type { AuthResult, Authenticate, Credentials } from '../server/auth/session.ts'
 import { type RawClient, type RawClientOptions, rawClient, textUpdate } from './support/raw-client.ts'
 import { type TestServer, serversPerFile } from './support/server.ts'
 import { type StockPeer, converged, stockPeer, synced } from './support/stock-client.ts'

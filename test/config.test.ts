@@ -2,9 +2,9 @@ import { mkdtemp, readFile, rm, stat, writeFile, chmod } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
-import { ConfigError, HelpRequested, USAGE, parseConfig, type Config } from '../server/config.ts'
+import { ConfigError, HelpRequested, USAGE, parseConfig, type Config } from '../server/cli/config.ts'
 import { LIMIT_DEFINITIONS, LIMIT_NAMES, limitEnv, limitFlag, limitsTable } from '../server/limits.ts'
-import { loadOrCreateSecret } from '../server/secret.ts'
+import { loadOrCreateSecret } from '../server/cli/secret.ts'
 
 const SECRET = 'a-perfectly-fine-secret-of-40-characters!'
 

@@ -34,8 +34,8 @@ import {
   writeSyncStep2,
   writeUpdate,
 } from '../protocol/messages.ts'
-import { TokenVerifier } from '../server/tokens.ts'
-import { validateStateVector, validateUpdate } from '../server/update-validator.ts'
+import { TokenVerifier } from '../server/auth/token-verifier.ts'
+import { validateStateVector, validateUpdate } from '../server/rooms/update-validator.ts'
 import { mb, settledHeapBytes } from '../soak/memory.ts'
 import { createRoom, idToken } from './support/access.ts'
 import { type RawClient, rawClient } from './support/raw-client.ts'

@@ -8,7 +8,7 @@
 import type { AddressInfo } from 'node:net'
 import { afterEach, describe, expect, it } from 'vitest'
 import { WebSocket, WebSocketServer } from 'ws'
-import { LimitedWebSocket, frameBinary } from '../server/limited-socket.ts'
+import { LimitedWebSocket, frameBinary } from '../server/sync/socket.ts'
 import { until } from './support/wait.ts'
 
 const servers: WebSocketServer[] = []

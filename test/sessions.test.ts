@@ -7,7 +7,7 @@
 import { describe, expect, it } from 'vitest'
 import * as Y from 'yjs'
 import { PermissionBit } from '../protocol/permissions.ts'
-import type { Authenticate, Credentials } from '../server/session.ts'
+import type { Authenticate, Credentials } from '../server/auth/session.ts'
 import { type RawClient, rawClient, textUpdate } from './support/raw-client.ts'
 import { serversPerTest } from './support/server.ts'
 import { stockPeer, synced } from './support/stock-client.ts'

@@ -10,7 +10,7 @@ import { type CryptoKey, type JWK, SignJWT, exportJWK, exportSPKI, generateKeyPa
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { type ErrorCode, TandemError } from '../protocol/errors.ts'
 import { mintAccessToken, mintIdToken } from '../protocol/mint.ts'
-import { TokenVerifier } from '../server/tokens.ts'
+import { TokenVerifier } from '../server/auth/token-verifier.ts'
 
 const SECRET = 'a-test-secret-that-is-long-enough-to-use'
 const ISSUER = 'https://idp.example'

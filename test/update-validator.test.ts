@@ -3,7 +3,7 @@ import * as Y from 'yjs'
 import * as encoding from 'lib0/encoding'
 import * as prng from 'lib0/prng'
 import { TandemError } from '../protocol/errors.ts'
-import { ItemRef, validateStateVector, validateUpdate } from '../server/update-validator.ts'
+import { ItemRef, validateStateVector, validateUpdate } from '../server/rooms/update-validator.ts'
 
 const SEED = 20240611
 

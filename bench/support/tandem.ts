@@ -88,7 +88,7 @@ export const spawnTandem = (dataDir: string, options: { cpu?: number; preload?: 
       '--import',
       'tsx',
       ...(options.preload ?? []).flatMap((p) => ['--import', p]),
-      'server/cli.ts',
+      'server/cli/main.ts',
       ...['--port', '0', '--host', '127.0.0.1', '--data-dir', dataDir, '--secret', BENCH_SECRET, '--allow-anonymous', '--log-level', 'warn'],
       ...(options.args ?? []),
     ],

@@ -6,7 +6,7 @@
 import type { FastifyInstance } from 'fastify'
 import { type MintedToken, mintAccessToken, mintIdToken } from '../../protocol/mint.ts'
 import type { Permission } from '../../protocol/permissions.ts'
-import type { AccessControl } from '../access-control.ts'
+import type { AccessControl } from '../auth/access-control.ts'
 import * as schema from './schemas.ts'
 
 interface Common {

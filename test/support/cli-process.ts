@@ -1,4 +1,4 @@
-/** Runs the real command line (`node --import tsx server/cli.ts`) as a child process. */
+/** Runs the real command line (`node --import tsx server/cli/main.ts`) as a child process. */
 
 import { type ChildProcess, spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
@@ -17,7 +17,7 @@ export interface CliProcess {
 
 /** `prefix` runs the command through another, e.g. `nsenter` into a mount namespace (support/small-disk.ts). */
 export const runCli = (args: string[], env: NodeJS.ProcessEnv = {}, prefix: readonly string[] = []): CliProcess => {
-  const command = [...prefix, process.execPath, '--import', 'tsx', 'server/cli.ts', ...args]
+  const command = [...prefix, process.execPath, '--import', 'tsx', 'server/cli/main.ts', ...args]
   const child = spawn(command[0]!, command.slice(1), {
     cwd: root,
     env: { ...process.env, TANDEM_SECRET: '', PORT: '', HOST: '', TANDEM_DATA_DIR: '', ...env },

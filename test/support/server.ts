@@ -7,7 +7,7 @@ import type { FastifyInstance } from 'fastify'
 import { afterAll, afterEach } from 'vitest'
 import { createServer } from '../../server/create-server.ts'
 import type { ServerOptions } from '../../server/options.ts'
-import type { Authenticate } from '../../server/session.ts'
+import type { Authenticate } from '../../server/auth/session.ts'
 import { PermissionBit } from '../../protocol/permissions.ts'
 import { randomUUID } from 'node:crypto'
 

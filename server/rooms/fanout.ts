@@ -7,7 +7,7 @@
  * passes frames from other processes to `RemoteFrames`, which the room applies like local ones.
  */
 
-import { frameBinary } from './limited-socket.ts'
+import { frameBinary } from '../sync/socket.ts'
 
 export interface Member {
   /**

@@ -14,7 +14,7 @@
 
 import type { Duplex } from 'node:stream'
 import { WebSocket } from 'ws'
-import { CloseCode } from '../protocol/errors.ts'
+import { CloseCode } from '../../protocol/errors.ts'
 
 const MESSAGE_TOO_BIG = 1009
 

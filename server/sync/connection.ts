@@ -11,8 +11,8 @@ import { randomUUID } from 'node:crypto'
 import type { FastifyBaseLogger } from 'fastify'
 import type { RawData, WebSocket } from 'ws'
 import * as Y from 'yjs'
-import { readAwarenessUpdate, writeAwarenessUpdate } from '../protocol/awareness.ts'
-import { CloseCode, type ErrorCode, TandemError, toTandemError } from '../protocol/errors.ts'
+import { readAwarenessUpdate, writeAwarenessUpdate } from '../../protocol/awareness.ts'
+import { CloseCode, type ErrorCode, TandemError, toTandemError } from '../../protocol/errors.ts'
 import {
   type ClientMessage,
   decodeClientMessage,
@@ -25,20 +25,20 @@ import {
   writeSaved,
   writeSyncStep1,
   writeSyncStep2,
-} from '../protocol/messages.ts'
-import { type PermissionBits, canRead, canWrite, canWritePresence } from '../protocol/permissions.ts'
-import type { AccessControl } from './access-control.ts'
-import { LimitedWebSocket, frameBinary } from './limited-socket.ts'
-import type { Metrics } from './metrics.ts'
-import { TokenBucket } from './rate-limit.ts'
-import type { ResolvedOptions } from './options.ts'
-import type { Room, RoomMember } from './room.ts'
-import type { RoomRegistry } from './rooms.ts'
-import { type Actor, type Authenticate, type ConnectionRequest, type Credentials, type Session, isRefusal } from './session.ts'
+} from '../../protocol/messages.ts'
+import { type PermissionBits, canRead, canWrite, canWritePresence } from '../../protocol/permissions.ts'
+import type { AccessControl } from '../auth/access-control.ts'
+import { LimitedWebSocket, frameBinary } from './socket.ts'
+import type { Metrics } from '../metrics.ts'
+import { TokenBucket } from '../token-bucket.ts'
+import type { ResolvedOptions } from '../options.ts'
+import type { Room, RoomMember } from '../rooms/room.ts'
+import type { RoomRegistry } from '../rooms/registry.ts'
+import { type Actor, type Authenticate, type ConnectionRequest, type Credentials, type Session, isRefusal } from '../auth/session.ts'
 
 /** setTimeout's longest delay; longer expiries re-arm. */
 const MAX_TIMER_MS = 2 ** 31 - 1
-import { validateStateVector, validateUpdate } from './update-validator.ts'
+import { validateStateVector, validateUpdate } from '../rooms/update-validator.ts'
 
 export interface ConnectionContext {
   readonly registry: RoomRegistry

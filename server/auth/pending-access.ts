@@ -7,7 +7,7 @@
  */
 
 import type { FastifyBaseLogger } from 'fastify'
-import type { RoomRecord, RoomStore } from './store/types.ts'
+import type { RoomRecord, RoomStore } from '../store/types.ts'
 
 const RETRY_MS = 2_000
 

@@ -6,10 +6,10 @@
  */
 
 import { randomUUID } from 'node:crypto'
-import { isValidId } from '../protocol/mint.ts'
+import { isValidId } from '../../protocol/mint.ts'
 import type { Authenticate, AuthResult } from './session.ts'
 import type { PendingAccess } from './pending-access.ts'
-import { CLOCK_TOLERANCE_SECONDS, type TokenVerifier } from './tokens.ts'
+import { CLOCK_TOLERANCE_SECONDS, type TokenVerifier } from './token-verifier.ts'
 
 export interface AuthenticatorDeps {
   readonly verifier: TokenVerifier

@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { ConfigError, HelpRequested, USAGE, parseConfig, type Config } from './config.ts'
-import { createServer } from './create-server.ts'
+import { createServer } from '../create-server.ts'
 import { loadOrCreateSecret } from './secret.ts'
 
 function fail(message: string): never {

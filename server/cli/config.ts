@@ -8,9 +8,9 @@
  */
 
 import { parseArgs } from 'node:util'
-import { ConfigError } from './config-error.ts'
-import { LIMIT_DEFINITIONS, LIMIT_NAMES, type LimitName, type Limits, checkLimit, formatLimit, limitEnv, limitFlag } from './limits.ts'
-import type { LogLevel } from './options.ts'
+import { ConfigError } from '../config-error.ts'
+import { LIMIT_DEFINITIONS, LIMIT_NAMES, type LimitName, type Limits, checkLimit, formatLimit, limitEnv, limitFlag } from '../limits.ts'
+import type { LogLevel } from '../options.ts'
 
 export interface Config {
   port: number

@@ -17,10 +17,10 @@ import {
   decodeProtectedHeader,
   jwtVerify,
 } from 'jose'
-import { TandemError } from '../protocol/errors.ts'
-import { isPlainObject, isValidId, isValidPerms, isValidUserId } from '../protocol/mint.ts'
-import type { Permission } from '../protocol/permissions.ts'
-import { TOKEN_KIND } from '../protocol/tokens.ts'
+import { TandemError } from '../../protocol/errors.ts'
+import { isPlainObject, isValidId, isValidPerms, isValidUserId } from '../../protocol/mint.ts'
+import type { Permission } from '../../protocol/permissions.ts'
+import { TOKEN_KIND } from '../../protocol/tokens.ts'
 
 export interface TokenVerifierOptions {
   /** The server secret: Tandem's own tokens are HS256 with its UTF-8 bytes. */

@@ -9,10 +9,10 @@
  */
 
 import type { IncomingHttpHeaders } from 'node:http'
-import type { ErrorCode } from '../protocol/errors.ts'
-import type { PermissionBits } from '../protocol/permissions.ts'
-import type { Identity } from './access.ts'
-import type { RoomRecord } from './store/types.ts'
+import type { ErrorCode } from '../../protocol/errors.ts'
+import type { PermissionBits } from '../../protocol/permissions.ts'
+import type { Identity } from './acl.ts'
+import type { RoomRecord } from '../store/types.ts'
 
 export type Actor =
   | { readonly kind: 'user'; readonly userId: string; readonly sessionId?: string; readonly tenantId?: string }

@@ -7,8 +7,8 @@
  * room's defaults. A room with no ACL record grants nothing.
  */
 
-import { type Permission, type PermissionBits, toPermissionBits } from '../protocol/permissions.ts'
-import { permissionsForRoom } from '../protocol/tokens.ts'
+import { type Permission, type PermissionBits, toPermissionBits } from '../../protocol/permissions.ts'
+import { permissionsForRoom } from '../../protocol/tokens.ts'
 
 export interface RoomAccesses {
   readonly defaultAccesses: readonly Permission[]

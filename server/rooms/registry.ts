@@ -8,7 +8,7 @@
  */
 
 import { EventEmitter } from 'node:events'
-import { TandemError } from '../protocol/errors.ts'
+import { TandemError } from '../../protocol/errors.ts'
 import { Room, type RoomDeps } from './room.ts'
 
 export interface RegistryEvents {

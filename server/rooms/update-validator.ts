@@ -10,7 +10,7 @@
  */
 
 import * as decoding from 'lib0/decoding'
-import { TandemError } from '../protocol/errors.ts'
+import { TandemError } from '../../protocol/errors.ts'
 
 export interface UpdateSummary {
   /** Every struct, GC and Skip included: `Y.decodeUpdate(update).structs.length`. */

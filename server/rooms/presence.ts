@@ -13,7 +13,7 @@
  * y-protocols makes the genuine owner answer that by bumping its clock, which then claims it.
  */
 
-import { type AwarenessEntry, REMOVED_STATE } from '../protocol/awareness.ts'
+import { type AwarenessEntry, REMOVED_STATE } from '../../protocol/awareness.ts'
 
 interface Record<O> {
   owner: O

@@ -6,15 +6,15 @@
  */
 
 import type { FastifyBaseLogger } from 'fastify'
-import { CloseCode, TandemError } from '../protocol/errors.ts'
-import { type PermissionBits, canRead, closePermissionBits } from '../protocol/permissions.ts'
-import { matchingPattern } from '../protocol/tokens.ts'
-import { type Identity, resolvePermissions } from './access.ts'
-import type { Connection } from './connection.ts'
+import { CloseCode, TandemError } from '../../protocol/errors.ts'
+import { type PermissionBits, canRead, closePermissionBits } from '../../protocol/permissions.ts'
+import { matchingPattern } from '../../protocol/tokens.ts'
+import { type Identity, resolvePermissions } from './acl.ts'
+import type { Connection } from '../sync/connection.ts'
 import type { PendingAccess } from './pending-access.ts'
-import type { KeyedSerial } from './serial.ts'
+import type { KeyedSerial } from '../keyed-serial.ts'
 import type { Authorize, Session } from './session.ts'
-import type { RoomRecord, RoomStore } from './store/types.ts'
+import type { RoomRecord, RoomStore } from '../store/types.ts'
 
 export interface AccessControlDeps {
   readonly store: RoomStore
