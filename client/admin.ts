@@ -8,6 +8,7 @@
  * `TandemError`; callers switch on its `code`.
  */
 
+import type { Actor } from '../protocol/actor.ts'
 import { type ErrorCode, TandemError, isErrorCode } from '../protocol/errors.ts'
 import { type AccessTokenInput, type IdTokenInput, type MintOptions, mintAccessToken, mintIdToken } from '../protocol/mint.ts'
 import type { Permission } from '../protocol/permissions.ts'
@@ -16,11 +17,7 @@ export type { Permission }
 export type IdentifyUserInput = IdTokenInput
 export type AuthorizeInput = AccessTokenInput
 
-/** Who wrote or holds a session (SPEC section 2). */
-export type Actor =
-  | { readonly kind: 'user'; readonly userId: string; readonly sessionId?: string; readonly tenantId?: string }
-  | { readonly kind: 'anonymous'; readonly sessionId: string }
-  | { readonly kind: 'service'; readonly name: string }
+export type { Actor }
 
 export type Metadata = Record<string, string | string[]>
 

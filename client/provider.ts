@@ -11,7 +11,7 @@ import { Awareness, applyAwarenessUpdate, encodeAwarenessUpdate, removeAwareness
 import * as Y from 'yjs'
 import { CloseCode, type ErrorCode, TandemError, isFinalCloseCode } from '../protocol/errors.ts'
 import {
-  type Identity,
+  type SessionInfo,
   type ServerMessage,
   decodeServerMessage,
   encodeFrame,
@@ -251,7 +251,7 @@ export class TandemProvider extends ObservableV2<ProviderEvents> {
     }
   }
 
-  #onAuthenticated(identity: Identity): void {
+  #onAuthenticated(identity: SessionInfo): void {
     const actor = identity.actor as { kind?: string; userId?: string } | null
     this.self = {
       connectionId: identity.connectionId,

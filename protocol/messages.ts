@@ -42,7 +42,7 @@ export const SyncType = { step1: 0, step2: 1, update: 2 } as const
 const AUTH_PERMISSION_DENIED = 0
 
 /** Who a session is, as the server tells the client once it authenticated. */
-export interface Identity {
+export interface SessionInfo {
   readonly connectionId: string
   readonly actor: unknown
   readonly info: unknown
@@ -68,7 +68,7 @@ export type ServerMessage =
   | SyncMessage
   | { readonly kind: 'awareness'; readonly update: Uint8Array }
   | { readonly kind: 'permission-denied'; readonly reason: string }
-  | { readonly kind: 'authenticated'; readonly version: number; readonly identity: Identity }
+  | { readonly kind: 'authenticated'; readonly version: number; readonly identity: SessionInfo }
   | { readonly kind: 'access-changed'; readonly permissions: PermissionBits }
   | { readonly kind: 'error'; readonly code: ErrorCode; readonly message: string }
   | { readonly kind: 'saved'; readonly count: number }
@@ -135,7 +135,7 @@ export const writeAuth = (encoder: encoding.Encoder, token: string | null): void
   encoding.writeVarString(encoder, token ?? '')
 }
 
-export const writeAuthenticated = (encoder: encoding.Encoder, identity: Identity): void => {
+export const writeAuthenticated = (encoder: encoding.Encoder, identity: SessionInfo): void => {
   encoding.writeVarUint(encoder, MessageType.authenticated)
   encoding.writeVarUint(encoder, PROTOCOL_VERSION)
   encoding.writeVarString(encoder, identity.connectionId)
@@ -252,3 +252,6 @@ export const decodeServerMessage = (frame: Uint8Array): ServerMessage =>
         throw new TandemError('malformed_message', `unknown message type ${type}`)
     }
   })
+
+/** @deprecated The old name of `SessionInfo` (it collided with the server's `Identity`). */
+export type Identity = SessionInfo

@@ -9,27 +9,15 @@
 
 import { SignJWT } from 'jose'
 import { TandemError } from './errors.ts'
+import { MAX_ID_LENGTH, isValidId, isValidUserId } from './ids.ts'
 import { type Permission, isPermission } from './permissions.ts'
 import { type AccessTokenClaims, DEFAULT_TOKEN_TTL_SECONDS, type IdTokenClaims, TOKEN_KIND } from './tokens.ts'
 
 /** The `iss` of every token Tandem mints. */
 export const TANDEM_ISSUER = 'tandem'
 
-/** Longest accepted user id, group id, session id, tenant id or room pattern. */
-export const MAX_ID_LENGTH = 256
-
 /** Longest accepted token lifetime: 30 days. */
 export const MAX_TOKEN_TTL_SECONDS = 86_400 * 30
-
-// C0, DEL and C1 control characters: never part of an id (they end up in logs and headers).
-const CONTROL = /[\u0000-\u001f\u007f-\u009f]/
-
-/** A non-empty string of at most MAX_ID_LENGTH characters with no control characters. */
-export const isValidId = (value: unknown): value is string =>
-  typeof value === 'string' && value.length > 0 && value.length <= MAX_ID_LENGTH && !CONTROL.test(value)
-
-/** Same rule as `isValidId`; named for what a token's `sub` becomes. */
-export const isValidUserId = isValidId
 
 /** A plain JSON object (not null, not an array). */
 export const isPlainObject = (value: unknown): value is Record<string, unknown> =>

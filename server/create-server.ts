@@ -12,7 +12,9 @@ import Fastify, { type FastifyInstance, type FastifyRequest, type FastifyServerO
 import { CloseCode } from '../protocol/errors.ts'
 import { AccessControl } from './auth/access-control.ts'
 import { builtInAuthenticate } from './auth/authenticator.ts'
-import { Connection, type ConnectionContext } from './sync/connection.ts'
+import type { Connection, ConnectionContext } from './sync/connection.ts'
+import type { PeerSocket } from './sync/peer-socket.ts'
+import { ConnectionRateLimiter, syncRoute } from './sync/route.ts'
 import { type Fanout, LocalFanout } from './rooms/fanout.ts'
 import { LimitedWebSocket } from './sync/socket.ts'
 import { MemoryBudget } from './rooms/memory-budget.ts'
@@ -20,12 +22,11 @@ import { Metrics } from './metrics.ts'
 import { type ServerOptions, resolveOptions } from './options.ts'
 import { PendingAccess } from './auth/pending-access.ts'
 import { playground } from './playground.ts'
-import { TokenBucket } from './token-bucket.ts'
-import { errorHandler, notFoundHandler, restApi, sendError } from './rest/index.ts'
+import { errorHandler, notFoundHandler, sendError } from './error-reply.ts'
+import { restApi } from './rest/index.ts'
 import { validatorCompiler } from './rest/validation.ts'
 import { RoomRegistry } from './rooms/registry.ts'
 import { KeyedSerial } from './keyed-serial.ts'
-import { isValidRoomId } from './store/keys.ts'
 import { openLevelStore } from './store/level-store.ts'
 import type { Store } from './store/types.ts'
 import { TokenVerifier } from './auth/token-verifier.ts'
@@ -50,41 +51,6 @@ declare module 'fastify' {
 
 /** Longest URL-encoded path parameter: a room id of 256 characters, each up to 9 bytes encoded. */
 const MAX_ENCODED_ID_LENGTH = 256 * 9
-
-/** Per-IP buckets kept at most; past it the least recently used is forgotten (it starts full again). */
-const MAX_IP_BUCKETS = 100_000
-
-/**
- * WebSocket upgrades per IP: a bucket of `perMinute` tokens refilled at `perMinute` a minute, so an
- * IP may open all of them at once, then keeps that pace. Kept in least-recent-use order (a use moves
- * an entry to the end), so the sweep stops at the first entry used within the last minute: the ones
- * before it are full again and forgetting them changes nothing.
- */
-class ConnectionRateLimiter {
-  readonly #perMinute: number
-  readonly #buckets = new Map<string, { bucket: TokenBucket; at: number }>()
-
-  constructor(perMinute: number) {
-    this.#perMinute = perMinute
-  }
-
-  take(ip: string, now: number): boolean {
-    const entry = this.#buckets.get(ip) ?? { bucket: new TokenBucket(this.#perMinute / 60, this.#perMinute, now), at: now }
-    this.#buckets.delete(ip)
-    this.#buckets.set(ip, entry)
-    entry.at = now
-    if (this.#buckets.size > MAX_IP_BUCKETS) this.#buckets.delete(this.#buckets.keys().next().value!)
-    return entry.bucket.take(1, now)
-  }
-
-  /** Forgets the buckets that are full again. */
-  sweep(now: number): void {
-    for (const [ip, entry] of this.#buckets) {
-      if (now - entry.at < 60_000) return
-      this.#buckets.delete(ip)
-    }
-  }
-}
 
 /** Request log lines never carry a token: the compatibility `?token=` is cut from logged URLs. */
 const redactUrl = (url: string): string => url.replace(/([?&]token=)[^&]*/gi, '$1[redacted]')
@@ -190,22 +156,14 @@ async function build(options: ServerOptions, resolved: ReturnType<typeof resolve
   const authenticate =
     options.authenticate ??
     builtInAuthenticate({ verifier, revocations: pending, allowAnonymous: resolved.allowAnonymous, trustIdentityHeaders: resolved.trustIdentityHeaders })
-  const context: ConnectionContext = {
-    registry,
-    access,
-    authenticate,
-    options: resolved,
-    metrics,
-    log: app.log,
-    connections,
-  }
+  const context: ConnectionContext = { registry, access, authenticate, limits: resolved.limits, metrics, log: app.log, connections }
   app.decorate('tandem', { store, registry, metrics, connections, pending })
 
+  const sockets = new Set<PeerSocket>()
   const connectionRate = new ConnectionRateLimiter(resolved.limits.connectionsPerIpPerMinute)
   const heartbeat = setInterval(() => {
-    const now = Date.now()
-    for (const connection of connections) connection.heartbeat()
-    connectionRate.sweep(now)
+    for (const socket of sockets) socket.heartbeat()
+    connectionRate.sweep(Date.now())
   }, resolved.keepaliveMs / 2)
   heartbeat.unref()
 
@@ -258,28 +216,7 @@ async function build(options: ServerOptions, resolved: ReturnType<typeof resolve
     return metrics.registry.metrics()
   })
 
-  app.get<{ Params: { roomId: string }; Querystring: { token?: string } }>(
-    '/v1/sync/:roomId',
-    {
-      websocket: true,
-      // Refused before the upgrade: a flood of sockets from one IP costs a status line each.
-      onRequest: async (request, reply) => {
-        if (!connectionRate.take(request.ip, Date.now())) {
-          const perMinute = resolved.limits.connectionsPerIpPerMinute
-          await sendError(reply, 'rate_limited', `more than ${perMinute} connections a minute from this address; try again later`)
-        }
-      },
-      preValidation: async (request, reply) => {
-        if (!isValidRoomId(request.params.roomId)) {
-          await sendError(reply, 'malformed_message', 'room ids are 1 to 256 characters, without control characters')
-        }
-      },
-    },
-    (socket, request) => {
-      const token = typeof request.query.token === 'string' ? request.query.token : null
-      new Connection(socket, request.params.roomId, { ip: request.ip, headers: request.headers }, token, context)
-    },
-  )
+  syncRoute(app, { context, limits: resolved.limits, sockets, connectionRate, yWebsocketCompat: resolved.yWebsocketCompat })
 
   return app
 }

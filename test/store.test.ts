@@ -10,7 +10,8 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import * as Y from 'yjs'
 import type { DocumentStore, StoredDocument } from '../server/store/types.ts'
 import { DataDirInUseError, openLevelStore } from '../server/store/level-store.ts'
-import { decodeSeq, isValidRoomId, recordKey, roomRange } from '../server/store/keys.ts'
+import { isValidRoomId } from '../protocol/ids.ts'
+import { decodeSeq, recordKey, roomRange } from '../server/store/keys.ts'
 
 const bytes = (...values: number[]): Uint8Array => Uint8Array.from(values)
 /** A loaded document with its updates as number arrays, so a Buffer and a Uint8Array compare equal. */

@@ -10,10 +10,9 @@ import { CloseCode, TandemError } from '../../protocol/errors.ts'
 import { type PermissionBits, canRead, closePermissionBits } from '../../protocol/permissions.ts'
 import { matchingPattern } from '../../protocol/tokens.ts'
 import { type Identity, resolvePermissions } from './acl.ts'
-import type { Connection } from '../sync/connection.ts'
 import type { PendingAccess } from './pending-access.ts'
 import type { KeyedSerial } from '../keyed-serial.ts'
-import type { Authorize, Session } from './session.ts'
+import type { Authorize, LiveSession, Session } from './session.ts'
 import type { RoomRecord, RoomStore } from '../store/types.ts'
 
 export interface AccessControlDeps {
@@ -21,7 +20,7 @@ export interface AccessControlDeps {
   /** Changes in effect that the store has not taken yet (shared with the authenticator and REST). */
   readonly pending: PendingAccess
   readonly authorize: Authorize | undefined
-  readonly connections: ReadonlySet<Connection>
+  readonly connections: ReadonlySet<LiveSession>
   readonly log: FastifyBaseLogger
   /** Serialises changes to one room's record (shared with the REST routes). */
   readonly serial: KeyedSerial
@@ -34,7 +33,7 @@ export class AccessControl {
   readonly #store: RoomStore
   readonly #pending: PendingAccess
   readonly #authorize: Authorize | undefined
-  readonly #connections: ReadonlySet<Connection>
+  readonly #connections: ReadonlySet<LiveSession>
   readonly #log: FastifyBaseLogger
   #epoch = 0
 

@@ -6,7 +6,7 @@
  */
 
 import { randomUUID } from 'node:crypto'
-import { isValidId } from '../../protocol/mint.ts'
+import { isValidId } from '../../protocol/ids.ts'
 import type { Authenticate, AuthResult } from './session.ts'
 import type { PendingAccess } from './pending-access.ts'
 import { CLOCK_TOLERANCE_SECONDS, type TokenVerifier } from './token-verifier.ts'

@@ -9,15 +9,13 @@
  */
 
 import type { IncomingHttpHeaders } from 'node:http'
-import type { ErrorCode } from '../../protocol/errors.ts'
+import type { Actor } from '../../protocol/actor.ts'
+import type { ErrorCode, TandemError } from '../../protocol/errors.ts'
 import type { PermissionBits } from '../../protocol/permissions.ts'
 import type { Identity } from './acl.ts'
 import type { RoomRecord } from '../store/types.ts'
 
-export type Actor =
-  | { readonly kind: 'user'; readonly userId: string; readonly sessionId?: string; readonly tenantId?: string }
-  | { readonly kind: 'anonymous'; readonly sessionId: string }
-  | { readonly kind: 'service'; readonly name: string }
+export type { Actor }
 
 export interface Session {
   /** Unique per connection, also sent to the client. */
@@ -31,6 +29,24 @@ export interface Session {
   readonly expiresAt: number | null
   /** What the session's permissions are derived from, re-read whenever the room's access changes. */
   readonly identity: Identity
+}
+
+/**
+ * A session as access control and the REST API see it: one client in one room, whatever socket
+ * and wire protocol carry it (sync/connection.ts implements it).
+ */
+export interface LiveSession {
+  /** The connection id (also the session's `connectionId`). */
+  readonly id: string
+  readonly roomId: string
+  /** Null until the session is established. */
+  readonly session: Session | null
+  /** Established and in its room. */
+  readonly isOpen: boolean
+  /** Applies permissions recomputed after an access change (losing read ends the session). */
+  setPermissions(permissions: PermissionBits): void
+  /** Ends the session with a coded error, told to the client in its protocol's words. */
+  end(error: TandemError, closeCode?: number): void
 }
 
 export interface Credentials {

@@ -18,7 +18,8 @@ import {
   jwtVerify,
 } from 'jose'
 import { TandemError } from '../../protocol/errors.ts'
-import { isPlainObject, isValidId, isValidPerms, isValidUserId } from '../../protocol/mint.ts'
+import { isValidId, isValidUserId } from '../../protocol/ids.ts'
+import { isPlainObject, isValidPerms } from '../../protocol/mint.ts'
 import type { Permission } from '../../protocol/permissions.ts'
 import { TOKEN_KIND } from '../../protocol/tokens.ts'
 

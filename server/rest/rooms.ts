@@ -9,11 +9,11 @@ import * as Y from 'yjs'
 import { TandemError } from '../../protocol/errors.ts'
 import { fromPermissionBits, type Permission } from '../../protocol/permissions.ts'
 import type { AccessControl } from '../auth/access-control.ts'
-import type { Connection } from '../sync/connection.ts'
 import { docToJson } from '../rooms/doc-json.ts'
 import type { Writer } from '../rooms/room.ts'
 import type { RoomRegistry } from '../rooms/registry.ts'
 import type { PendingAccess } from '../auth/pending-access.ts'
+import type { LiveSession } from '../auth/session.ts'
 import type { KeyedSerial } from '../keyed-serial.ts'
 import type { RoomRecord, Store } from '../store/types.ts'
 import { validateStateVector, validateUpdate } from '../rooms/update-validator.ts'
@@ -24,7 +24,7 @@ export interface RoomRoutesDeps {
   readonly store: Store
   readonly registry: RoomRegistry
   readonly access: AccessControl
-  readonly connections: ReadonlySet<Connection>
+  readonly connections: ReadonlySet<LiveSession>
   /** One queue per room for changes to its record (shared with access control). */
   readonly serial: KeyedSerial
   /** Records in effect that the store has not taken yet. */

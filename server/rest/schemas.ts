@@ -4,10 +4,10 @@
  */
 
 import { ERROR_CODES } from '../../protocol/errors.ts'
+import { ID_SCHEMA } from '../../protocol/ids.ts'
 import { PERMISSIONS } from '../../protocol/permissions.ts'
 
-const ID_PATTERN = '^[^\\u0000-\\u001f\\u007f-\\u009f]+$'
-export const id = { type: 'string', minLength: 1, maxLength: 256, pattern: ID_PATTERN } as const
+export const id = ID_SCHEMA
 
 export const permissionList = {
   type: 'array',

@@ -7,14 +7,43 @@
  * passes frames from other processes to `RemoteFrames`, which the room applies like local ones.
  */
 
-import { frameBinary } from '../sync/socket.ts'
+/**
+ * One broadcast's frame, shared by all its receivers: the transport of the first one to need it
+ * framed for the wire (a WebSocket frame, a document-name prefix) keeps that framing here, under
+ * the transport's kind, and the other receivers of that kind write the same bytes. So a frame is
+ * framed once per broadcast, not once per receiver, without the room knowing about WebSockets.
+ */
+export class SharedFrame {
+  readonly frame: Uint8Array
+  #kind: string | null = null
+  #wire: Buffer | null = null
+  #others: Map<string, Buffer> | null = null
+
+  constructor(frame: Uint8Array) {
+    this.frame = frame
+  }
+
+  /** The frame framed by `kind`'s `build`, built by the first receiver of that kind. */
+  wire(kind: string, build: (frame: Uint8Array) => Buffer): Buffer {
+    if (this.#kind === kind) return this.#wire!
+    if (this.#kind === null) {
+      this.#kind = kind
+      this.#wire = build(this.frame)
+      return this.#wire
+    }
+    this.#others ??= new Map()
+    let wire = this.#others.get(kind)
+    if (wire === undefined) this.#others.set(kind, (wire = build(this.frame)))
+    return wire
+  }
+}
 
 export interface Member {
   /**
-   * Sends one frame (a Tandem/y-websocket message) to this member's socket; `wire`, when given, is
-   * the same frame already framed as a WebSocket message (`frameBinary`), built once per broadcast.
+   * Sends one frame (a Tandem/y-websocket message) to this member; `shared`, when given, is the same
+   * frame as part of a broadcast to several members (framed once for all of them).
    */
-  send(frame: Uint8Array, wire?: Buffer): void
+  send(frame: Uint8Array, shared?: SharedFrame): void
 }
 
 /** Frames published by the same room in other processes; LocalFanout never has any. */
@@ -50,9 +79,9 @@ class LocalChannel<M extends Member> implements RoomChannel<M> {
 
   broadcast(frame: Uint8Array, except?: object | null): void {
     // Framed once for every receiver: the same bytes go to each socket.
-    const wire = this.#members.size > 1 ? frameBinary(frame) : undefined
+    const shared = this.#members.size > 1 ? new SharedFrame(frame) : undefined
     for (const member of this.#members) {
-      if (member !== except) member.send(frame, wire)
+      if (member !== except) member.send(frame, shared)
     }
   }
 

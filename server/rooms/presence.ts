@@ -15,7 +15,7 @@
 
 import { type AwarenessEntry, REMOVED_STATE } from '../../protocol/awareness.ts'
 
-interface Record<O> {
+interface OwnedState<O> {
   owner: O
   clock: number
   state: string
@@ -53,7 +53,7 @@ const isJson = (text: string): boolean => {
 }
 
 export class Presence<O> {
-  readonly #records = new Map<number, Record<O>>()
+  readonly #records = new Map<number, OwnedState<O>>()
   readonly #owned = new Map<O, Set<number>>()
   readonly #tombstones = new Map<number, number>()
   readonly #limits: PresenceLimits

@@ -15,7 +15,7 @@
 import type { FastifyBaseLogger } from 'fastify'
 import * as Y from 'yjs'
 import type { Metrics } from '../metrics.ts'
-import type { Actor } from '../auth/session.ts'
+import type { Actor } from '../../protocol/actor.ts'
 import type { DocumentStore, WriteRecord } from '../store/types.ts'
 
 /** Whoever wrote an update: a connection, or a service (a REST write). */

@@ -27,16 +27,11 @@ export const KIND_VERSION = 0x56
 
 const SEPARATOR = 0x00
 const SEQ_BYTES = 8
-const MAX_ROOM_ID_LENGTH = 256
 const encoder = new TextEncoder()
 
 /** The key under which the store's schema version is kept. */
 export const VERSION_KEY: Uint8Array = Uint8Array.of(SCHEMA_VERSION, KIND_VERSION)
 
-/** 1..256 characters, none of them a control character (C0 U+0000-U+001F, U+007F, C1 U+0080-U+009F). */
-export function isValidRoomId(id: string): boolean {
-  return id.length >= 1 && id.length <= MAX_ROOM_ID_LENGTH && !/[\u0000-\u001f\u007f-\u009f]/.test(id)
-}
 
 /** `[SCHEMA_VERSION][kind]roomId` followed by `terminator`. */
 function roomPrefix(roomId: string, terminator: number, extra: number, kind = KIND_UPDATE): Uint8Array {

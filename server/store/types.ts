@@ -11,7 +11,7 @@
  */
 
 import type { Permission } from '../../protocol/permissions.ts'
-import type { Actor } from '../auth/session.ts'
+import type { Actor } from '../../protocol/actor.ts'
 
 export interface StoredDocument {
   /** The stored updates, in sequence order. */
