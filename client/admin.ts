@@ -12,6 +12,8 @@ import type { Actor } from '../protocol/actor.ts'
 import { type ErrorCode, TandemError, isErrorCode } from '../protocol/errors.ts'
 import { type AccessTokenInput, type IdTokenInput, type MintOptions, mintAccessToken, mintIdToken } from '../protocol/mint.ts'
 import type { Permission } from '../protocol/permissions.ts'
+import type { ActiveUser, CreateRoomInput, HistoryEntry, ListRoomsQuery, Metadata, Room, RoomList, RoomPatch } from '../protocol/rest.ts'
+import { toBase64 } from 'lib0/buffer'
 
 export type { Permission }
 export type IdentifyUserInput = IdTokenInput
@@ -19,68 +21,13 @@ export type AuthorizeInput = AccessTokenInput
 
 export type { Actor }
 
-export type Metadata = Record<string, string | string[]>
+export type { ActiveUser, CreateRoomInput, HistoryEntry, Metadata, Room, RoomPatch }
 
-/** A room's ACL and metadata, as the server stores it. */
-export interface Room {
-  readonly id: string
-  readonly defaultAccesses: Permission[]
-  readonly usersAccesses: Record<string, Permission[]>
-  readonly groupsAccesses: Record<string, Permission[]>
-  readonly metadata: Metadata
-  /** ISO 8601. */
-  readonly createdAt: string
-  readonly updatedAt: string
-}
+/** A page of a list: `nextCursor` is the `startingAfter` of the next page, null on the last. */
+export type Page<T> = Omit<RoomList, 'data'> & { readonly data: T[] }
 
-export interface CreateRoomInput {
-  readonly id: string
-  readonly defaultAccesses: Permission[]
-  readonly usersAccesses?: Record<string, Permission[]>
-  readonly groupsAccesses?: Record<string, Permission[]>
-  readonly metadata?: Metadata
-}
-
-/** A change to a room: absent fields stay as they are; a `null` user, group or metadata entry removes it. */
-export interface RoomPatch {
-  readonly defaultAccesses?: Permission[]
-  readonly usersAccesses?: Record<string, Permission[] | null>
-  readonly groupsAccesses?: Record<string, Permission[] | null>
-  readonly metadata?: Record<string, string | string[] | null>
-}
-
-/** One live session in a room. */
-export interface ActiveUser {
-  readonly connectionId: string
-  /** The user's id, or null for anonymous sessions. */
-  readonly userId: string | null
-  readonly actor: Actor
-  readonly info?: unknown
-  readonly permissions: Permission[]
-}
-
-/** One stored batch of a room's write log. */
-export interface HistoryEntry {
-  readonly actor: Actor
-  /** ISO 8601. */
-  readonly at: string
-  readonly writes: number
-  readonly bytes: number
-  readonly clientIDs: number[]
-}
-
-export interface Page<T> {
-  readonly data: T[]
-  /** Pass as `startingAfter` for the next page; null on the last page. */
-  readonly nextCursor: string | null
-}
-
-export interface ListRoomsOptions {
-  readonly prefix?: string
-  /** 1 to 100; the server's default is 20. */
-  readonly limit?: number
-  readonly startingAfter?: string
-}
+/** `limit` 1 to 100 (the server's default is 20), `prefix`, `startingAfter`: all optional. */
+export type ListRoomsOptions = Partial<ListRoomsQuery>
 
 export interface MintedToken {
   readonly token: string
@@ -95,20 +42,6 @@ export interface TandemAdminOptions {
   readonly secret: string
   /** A `fetch` to use instead of the global one. */
   readonly fetch?: typeof fetch
-}
-
-const BASE64 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/'
-
-/** Standard base64 with padding, without `btoa` or `Buffer`. */
-export const toBase64 = (bytes: Uint8Array): string => {
-  let out = ''
-  for (let i = 0; i < bytes.length; i += 3) {
-    const n = (bytes[i]! << 16) | ((bytes[i + 1] ?? 0) << 8) | (bytes[i + 2] ?? 0)
-    out += BASE64[n >> 18]! + BASE64[(n >> 12) & 63]!
-    out += i + 1 < bytes.length ? BASE64[(n >> 6) & 63]! : '='
-    out += i + 2 < bytes.length ? BASE64[n & 63]! : '='
-  }
-  return out
 }
 
 type Query = Record<string, string | number | undefined>

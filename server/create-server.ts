@@ -19,7 +19,7 @@ import { type Fanout, LocalFanout } from './rooms/fanout.ts'
 import { LimitedWebSocket } from './sync/socket.ts'
 import { MemoryBudget } from './rooms/memory-budget.ts'
 import { Metrics } from './metrics.ts'
-import { type ServerOptions, resolveOptions } from './options.ts'
+import { DEFAULTS, type ServerOptions, resolveOptions } from './options.ts'
 import { PendingAccess } from './auth/pending-access.ts'
 import { playground } from './playground.ts'
 import { errorHandler, notFoundHandler, sendError } from './error-reply.ts'
@@ -75,7 +75,7 @@ export async function createServer(options: ServerOptions): Promise<FastifyInsta
   }
   const store =
     options.store ??
-    (await openLevelStore(options.dataDir ?? './data', {
+    (await openLevelStore(options.dataDir ?? DEFAULTS.dataDir, {
       sync: resolved.syncWrites,
       reserveBytes: resolved.limits.diskReserveBytes,
       // Before the app exists its logger does not either: what the store says goes to stderr then.

@@ -85,16 +85,26 @@ const resolveLimits = (given: Partial<Limits> | undefined): Readonly<Limits> => 
   return Object.freeze(limits)
 }
 
+/** The defaults of the options that have one, defined here only (the CLI shows and uses these). */
+export const DEFAULTS = {
+  dataDir: './data',
+  idleUnloadMs: 10_000,
+  keepaliveMs: 15_000,
+  compactAfterRecords: 500,
+  broadcastWindowMs: 0,
+  storeWindowMs: 50,
+} as const
+
 export const resolveOptions = (options: ServerOptions): ResolvedOptions => ({
   secret: options.secret,
   allowAnonymous: options.allowAnonymous ?? false,
   yWebsocketCompat: options.yWebsocketCompat ?? false,
   trustIdentityHeaders: options.trustIdentityHeaders ?? false,
   syncWrites: options.syncWrites ?? false,
-  idleUnloadMs: options.idleUnloadMs ?? 10_000,
-  keepaliveMs: options.keepaliveMs ?? 15_000,
-  compactAfterRecords: options.compactAfterRecords ?? 500,
-  broadcastWindowMs: options.broadcastWindowMs ?? 0,
-  storeWindowMs: options.storeWindowMs ?? 50,
+  idleUnloadMs: options.idleUnloadMs ?? DEFAULTS.idleUnloadMs,
+  keepaliveMs: options.keepaliveMs ?? DEFAULTS.keepaliveMs,
+  compactAfterRecords: options.compactAfterRecords ?? DEFAULTS.compactAfterRecords,
+  broadcastWindowMs: options.broadcastWindowMs ?? DEFAULTS.broadcastWindowMs,
+  storeWindowMs: options.storeWindowMs ?? DEFAULTS.storeWindowMs,
   limits: resolveLimits(options.limits),
 })

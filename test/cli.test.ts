@@ -3,6 +3,8 @@
 import { readFileSync, rmSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
+import { Level } from 'level'
+import { SCHEMA_VERSION, VERSION_KEY } from '../server/store/keys.ts'
 import { type CliProcess, runCli } from './support/cli-process.ts'
 import { makeDataDir } from './support/server.ts'
 
@@ -86,6 +88,18 @@ describe('tandem command line', () => {
     for (let i = 0; i < 700; i++) statuses.push((await fetch(`http://127.0.0.1:${port}/v1/sync/room`)).status)
     expect(statuses.filter((status) => status === 429)).toHaveLength(0)
     expect(statuses).toHaveLength(700)
+  })
+
+  it('a data dir written by another store schema stops the start with one line, not a stack trace', async () => {
+    const dir = dataDir()
+    const db = new Level<Uint8Array, Uint8Array>(dir, { keyEncoding: 'view', valueEncoding: 'view' })
+    await db.put(VERSION_KEY, Uint8Array.of(SCHEMA_VERSION + 1))
+    await db.close()
+    const cli = run(['--port', '0', '--data-dir', dir])
+    expect((await cli.exited).code).toBe(1)
+    const lines = cli.stderr().trim().split('\n')
+    expect(lines).toHaveLength(1)
+    expect(lines[0]).toMatch(/holds store schema version 2, this server reads version 1/)
   })
 
   it('a bad value in the environment is named too', async () => {

@@ -8,6 +8,7 @@ import * as Y from 'yjs'
 import { openLevelStore } from '../server/store/level-store.ts'
 import { rawClient } from './support/raw-client.ts'
 import { type TestServer, makeDataDir, serversPerTest } from './support/server.ts'
+import { countRecords } from './support/store-records.ts'
 import { once, until } from './support/wait.ts'
 
 const { start, track } = serversPerTest()
@@ -38,7 +39,7 @@ describe('compaction', () => {
     const { updates, text } = history(10_000)
     const store = await openLevelStore(dataDir)
     for (let i = 0; i < updates.length; i += 1_000) await store.append('long', i, updates.slice(i, i + 1_000))
-    expect(await store.countRecords('long')).toBe(10_000)
+    expect(await countRecords(store, 'long')).toBe(10_000)
     await store.close()
 
     const server = await start({ idleUnloadMs: 50 }, dataDir)
@@ -46,7 +47,7 @@ describe('compaction', () => {
     expect(await contentOf(server, 'long')).toBe(text)
     await unloaded
     // Loading a log past the threshold compacts it; unloading leaves a single snapshot.
-    expect(await server.app.tandem.store.countRecords('long')).toBe(1)
+    expect(await countRecords(server.app.tandem.store, 'long')).toBe(1)
     expect(server.app.tandem.metrics.compactions).toBeGreaterThanOrEqual(1)
 
     const restarted = await server.restart()
@@ -67,7 +68,7 @@ describe('compaction', () => {
     const room = server.app.tandem.registry.get('busy')!
     await room.flush()
     expect(server.app.tandem.metrics.compactions).toBeGreaterThan(0)
-    expect(await server.app.tandem.store.countRecords('busy')).toBeLessThan(50)
+    expect(await countRecords(server.app.tandem.store, 'busy')).toBeLessThan(50)
     expect(room.doc.getText('t').toString()).toBe(text)
 
     const stored = await server.app.tandem.store.load('busy')

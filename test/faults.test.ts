@@ -16,6 +16,7 @@ import { type FaultyStore, openFaultyStore } from './support/faulty-store.ts'
 import { type RawClient, rawClient } from './support/raw-client.ts'
 import { createRoom, rest } from './support/rest.ts'
 import { type TestServer, makeDataDir, startServer } from './support/server.ts'
+import { countRecords } from './support/store-records.ts'
 import { until, withDeadline } from './support/wait.ts'
 import { rmSync } from 'node:fs'
 import type { ServerOptions } from '../server/options.ts'
@@ -163,7 +164,7 @@ describe('compaction failures', () => {
     }
     await failedCalls(faulty, 'compact', 1)
     // The log is whole (the compaction batch is atomic) and loads to the full content.
-    expect(await faulty.inner.countRecords('r')).toBe(15)
+    expect(await countRecords(faulty.inner, 'r')).toBe(15)
     const stored = await faulty.inner.load('r')
     const fromDisk = new Y.Doc()
     for (const u of stored.updates) Y.applyUpdate(fromDisk, u)
@@ -186,7 +187,7 @@ describe('compaction failures', () => {
     doc.set(16)
     await writer.saved(16)
     await until('a compaction succeeded', faulty.events, ['call'], () => compacted > 0)
-    expect(await faulty.inner.countRecords('r')).toBe(1)
+    expect(await countRecords(faulty.inner, 'r')).toBe(1)
 
     // Broken again at shutdown: closing (which compacts a multi-record log) still finishes.
     faulty.fail('compact')
@@ -227,7 +228,7 @@ describe('load failures', () => {
     expect(faulty.failures.load).toBeGreaterThanOrEqual(1)
     expect(server.app.tandem.registry.get('r')).toBeUndefined()
     expect(faulty.calls.append + faulty.calls.compact).toBe(0)
-    expect(await faulty.inner.countRecords('r')).toBe(1)
+    expect(await countRecords(faulty.inner, 'r')).toBe(1)
 
     // The disk recovers: the next join loads the old content (the refused write was never applied).
     faulty.recover('load')
@@ -303,6 +304,6 @@ describe('shutdown and deletion while appends fail', () => {
     const res = await withDeadline('DELETE /v1/rooms/r while appends fail', deleting, 5_000)
     expect(res.statusCode).toBe(204)
     expect((await writer.closed).code).toBe(4404)
-    expect(await faulty.inner.countRecords('r')).toBe(0)
+    expect(await countRecords(faulty.inner, 'r')).toBe(0)
   })
 })

@@ -41,6 +41,7 @@ import { createRoom, idToken } from './support/access.ts'
 import { type RawClient, rawClient } from './support/raw-client.ts'
 import { randomEdit } from './support/random.ts'
 import { TEST_SECRET, type TestServer, startServer } from './support/server.ts'
+import { countRecords } from './support/store-records.ts'
 import { untilDocs, withDeadline } from './support/wait.ts'
 
 const DEFAULT_SEED = 1_957_466
@@ -715,7 +716,7 @@ describe('protocol fuzzing', () => {
     console.log(
       `fuzzed ${stats.frames} frames in ${elapsed} ms (seed ${seed}): ${stats.accepted} accepted, closes ${closes}; ` +
         `phases ${[...stats.byPhase.entries()].map(([p, n]) => `${p}=${n}`).join(' ')}; sentinel writes ${sentinelWrites}; ` +
-        `stored records ${await server.app.tandem.store.countRecords(ROOM)}`,
+        `stored records ${await countRecords(server.app.tandem.store, ROOM)}`,
     )
     console.log(`fuzz: longest event-loop stall ${maxStallMs.toFixed(1)} ms; heap ${mb(heapBefore)} before, ${mb(heapAfter)} after (growth ${mb(heapAfter - heapBefore)})`)
 

@@ -137,8 +137,8 @@ describe('rooms: create, list, read', () => {
   })
 
   it('refuses properties it does not know instead of dropping them', async () => {
-    // Fails today: Fastify's default Ajv options include `removeAdditional: true`, so
-    // `additionalProperties: false` strips unknown properties and the request succeeds. A backend's
+    // Why: Fastify's default Ajv options include `removeAdditional: true`, so
+    // `additionalProperties: false` would strip unknown properties and the request succeed. A backend's
     // typo is then silently ignored: `userAccesses` (for usersAccesses) changes no ACL, and
     // `room` (for roomId) turns a one-room revocation into an all-rooms one.
     const { app } = await start()
@@ -160,8 +160,8 @@ describe('rooms: create, list, read', () => {
   })
 
   it('refuses JSON values of the wrong type instead of coercing them', async () => {
-    // Fails today: Fastify's default Ajv options include `coerceTypes: 'array'`, which is right for
-    // query strings but also applies to JSON bodies: 5 becomes "5", "room:write" becomes
+    // Why: Fastify's default Ajv options include `coerceTypes: 'array'`, which is right for
+    // query strings but would also apply to JSON bodies: 5 becomes "5", "room:write" becomes
     // ["room:write"], "60" becomes 60.
     const { app } = await start()
     const cases: [string, unknown][] = [
@@ -182,7 +182,7 @@ describe('rooms: create, list, read', () => {
   })
 
   it('keeps a one-element metadata list a list', async () => {
-    // Fails today: with Fastify's default `coerceTypes: 'array'`, Ajv tries the `string` branch of
+    // Why: with Fastify's default `coerceTypes: 'array'`, Ajv would try the `string` branch of
     // the metadata value's anyOf first and coerces a one-element array to its element, so
     // `{ tags: ['draft'] }` is stored (and read back) as `{ tags: 'draft' }`.
     const { app } = await start()
@@ -365,9 +365,9 @@ describe('rooms: update and delete', () => {
   })
 
   it('a PUT /ydoc that races a DELETE does not leave the document behind', async () => {
-    // Fails today: PUT /ydoc is not serialised with DELETE (only ACL writes share the KeyedSerial).
-    // The PUT passes its room check, DELETE discards the room and deletes the document, then the PUT
-    // loads the room afresh, applies and stores its update: after a 204 the document is back in the
+    // The race this pins: were PUT /ydoc not serialised with DELETE, the PUT would pass its room
+    // check, DELETE discard the room and delete the document, then the PUT load the room afresh,
+    // apply and store its update: after a 204 the document is back in the
     // store, with no room record, and a new room with the same id starts with the old content.
     const { app } = await start()
     await createRoom(app, { id: 'race', defaultAccesses: [] })
@@ -880,7 +880,7 @@ describe('the server secret, rate limits and hostile bodies', () => {
   })
 
   it('refuses a deeply nested userInfo with 400, not a server error', async () => {
-    // Fails today with 500 server_error: `userInfo` is only checked to be an object (at most 100
+    // The failure this pins (a 500 server_error): were `userInfo` only checked to be an object (at most 100
     // properties, any depth); jose's JWTClaimsBuilder then overflows the stack copying it
     // ("Maximum call stack size exceeded" from 2,000 levels on), and the request is logged as a
     // server failure. A bound on userInfo's depth and size (it travels in every token and every
@@ -956,8 +956,8 @@ describe('OpenAPI', () => {
   })
 
   it('documents PUT /ydoc\'s binary request body', async () => {
-    // Fails today: the route declares no body schema (the octet-stream parser takes any bytes), so
-    // the OpenAPI document has no requestBody for it and a client generated from it cannot send one.
+    // Why: without a body schema (the octet-stream parser takes any bytes) the OpenAPI document
+    // would have no requestBody for it and a client generated from it cannot send one.
     const doc = await openapi()
     const put = doc.paths['/v1/rooms/{roomId}/ydoc']!['put']!
     expect(Object.keys(put.requestBody?.content ?? {})).toContain('application/octet-stream')

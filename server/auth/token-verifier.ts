@@ -4,7 +4,8 @@
  * token string is verified once and its result kept until the token expires, so reconnects and
  * refreshes of the same token cost a map lookup.
  *
- * Errors are TandemErrors: `token_expired` for an expired token, `unauthorized` for anything else.
+ * Errors are TandemErrors: `token_expired` for an expired token, `unauthorized` for anything else;
+ * misconfiguration (a bad key, a secret missing) is a ConfigError when the verifier is made.
  * Their messages are short reasons and never contain the token; nothing here logs.
  */
 
@@ -18,6 +19,7 @@ import {
   jwtVerify,
 } from 'jose'
 import { TandemError } from '../../protocol/errors.ts'
+import { ConfigError } from '../config-error.ts'
 import { isValidId, isValidUserId } from '../../protocol/ids.ts'
 import { isPlainObject, isValidPerms } from '../../protocol/mint.ts'
 import type { Permission } from '../../protocol/permissions.ts'
@@ -80,12 +82,12 @@ const algorithmsFor = (key: KeyObject): string[] => {
       if (curve === 'prime256v1') return ['ES256']
       if (curve === 'secp384r1') return ['ES384']
       if (curve === 'secp521r1') return ['ES512']
-      throw new TandemError('invalid_request', `publicKeyPem: unsupported EC curve ${String(curve)}`)
+      throw new ConfigError('jwt.publicKeyPem', `jwt.publicKeyPem: unsupported EC curve ${String(curve)}`)
     }
     case 'ed25519':
       return ['EdDSA', 'Ed25519']
     default:
-      throw new TandemError('invalid_request', `publicKeyPem: unsupported key type ${String(key.asymmetricKeyType)}`)
+      throw new ConfigError('jwt.publicKeyPem', `jwt.publicKeyPem: unsupported key type ${String(key.asymmetricKeyType)}`)
   }
 }
 
@@ -108,14 +110,14 @@ export class TokenVerifier {
 
   constructor(options: TokenVerifierOptions) {
     if (typeof options.secret !== 'string' || options.secret.length === 0) {
-      throw new TandemError('invalid_request', 'secret must be a non-empty string')
+      throw new ConfigError('secret', 'secret must be a non-empty string')
     }
     if (options.jwksUrl !== undefined && options.publicKeyPem !== undefined) {
-      throw new TandemError('invalid_request', 'configure either jwksUrl or publicKeyPem, not both')
+      throw new ConfigError('jwt', 'configure either jwt.jwksUrl or jwt.publicKeyPem, not both')
     }
     const cacheSize = options.cacheSize ?? DEFAULT_CACHE_SIZE
     if (!Number.isInteger(cacheSize) || cacheSize < 0) {
-      throw new TandemError('invalid_request', 'cacheSize must be a non-negative integer')
+      throw new ConfigError('jwt.cacheSize', 'cacheSize must be a non-negative integer')
     }
     this.#secret = new TextEncoder().encode(options.secret)
     this.#groupsClaim = options.groupsClaim ?? 'groups'
@@ -146,7 +148,7 @@ export class TokenVerifier {
       try {
         key = createPublicKey(options.publicKeyPem)
       } catch (err) {
-        throw new TandemError('invalid_request', 'publicKeyPem is not a valid public key', { cause: err })
+        throw new ConfigError('jwt.publicKeyPem', 'jwt.publicKeyPem is not a valid public key', { cause: err })
       }
       this.#external = { key, options: { ...checks, algorithms: algorithmsFor(key) } }
     } else {

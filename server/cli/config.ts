@@ -10,7 +10,7 @@
 import { parseArgs } from 'node:util'
 import { ConfigError } from '../config-error.ts'
 import { LIMIT_DEFINITIONS, LIMIT_NAMES, type LimitName, type Limits, checkLimit, formatLimit, limitEnv, limitFlag } from '../limits.ts'
-import type { LogLevel } from '../options.ts'
+import { DEFAULTS, type LogLevel } from '../options.ts'
 
 export interface Config {
   port: number
@@ -89,7 +89,7 @@ Each option may instead be set by the environment variable in brackets; a flag w
 
   --port <n>              port to listen on, 0 for any free one [PORT] (default 1234)
   --host <address>        address to listen on [HOST] (default 127.0.0.1)
-  --data-dir <path>       LevelDB directory [TANDEM_DATA_DIR] (default ./data)
+  --data-dir <path>       LevelDB directory [TANDEM_DATA_DIR] (default ${DEFAULTS.dataDir})
   --secret <string>       server secret, at least ${MIN_SECRET_LENGTH} characters [TANDEM_SECRET]
                           (default: generated on first start, kept in <data-dir>/secret)
   --allow-anonymous       let clients without credentials in [TANDEM_ALLOW_ANONYMOUS]
@@ -108,7 +108,7 @@ Each option may instead be set by the environment variable in brackets; a flag w
                           1000 [TANDEM_BROADCAST_WINDOW_MS] (default 0: at the end of each turn)
   --store-window-ms <n>   a busy room stores (and acknowledges) writes at most once per n ms, in
                           one record (the first after a pause at once); relaying is not delayed,
-                          0 to 1000 [TANDEM_STORE_WINDOW_MS] (default 50)
+                          0 to 1000 [TANDEM_STORE_WINDOW_MS] (default ${DEFAULTS.storeWindowMs})
   --playground            serve the demo web app at /playground; a local demo whose admin
                           panel changes ACLs with the secret: never on a shared server
                           [TANDEM_PLAYGROUND]
@@ -192,7 +192,7 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): Config {
   return {
     port: parsePort(text(SETTINGS.port)),
     host: parseNonEmpty(SETTINGS.host, text(SETTINGS.host) ?? '127.0.0.1'),
-    dataDir: parseNonEmpty(SETTINGS.dataDir, text(SETTINGS.dataDir) ?? './data'),
+    dataDir: parseNonEmpty(SETTINGS.dataDir, text(SETTINGS.dataDir) ?? DEFAULTS.dataDir),
     secret: parseSecret(text(SETTINGS.secret)),
     allowAnonymous: bool(SETTINGS.allowAnonymous),
     yWebsocketCompat: bool(SETTINGS.yWebsocketCompat),
@@ -203,8 +203,8 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): Config {
     jwtAudience: text(SETTINGS.jwtAudience) ?? null,
     logLevel: parseLogLevel(text(SETTINGS.logLevel)),
     playground: bool(SETTINGS.playground),
-    broadcastWindowMs: parseWindow(SETTINGS.broadcastWindowMs, text(SETTINGS.broadcastWindowMs), 0),
-    storeWindowMs: parseWindow(SETTINGS.storeWindowMs, text(SETTINGS.storeWindowMs), 50),
+    broadcastWindowMs: parseWindow(SETTINGS.broadcastWindowMs, text(SETTINGS.broadcastWindowMs), DEFAULTS.broadcastWindowMs),
+    storeWindowMs: parseWindow(SETTINGS.storeWindowMs, text(SETTINGS.storeWindowMs), DEFAULTS.storeWindowMs),
     limits: parseLimits(text),
   }
 }

@@ -59,7 +59,8 @@ const jwt = {
 }
 const app = await createServer({ dataDir, secret, allowAnonymous, yWebsocketCompat, syncWrites, trustIdentityHeaders, jwt, logLevel, playground, broadcastWindowMs, storeWindowMs, limits }).catch(
   (err: unknown) => {
-    if (err instanceof Error && 'code' in err && (err.code === 'DATA_DIR_IN_USE' || err.code === 'invalid_request')) fail(err.message)
+    // Misconfiguration and start-up refusals (a data dir in use, of another schema): one line.
+    if (err instanceof ConfigError) fail(err.message)
     throw err
   },
 )

@@ -4,10 +4,12 @@
  * re-evaluates the room's live sessions before the response goes out.
  */
 
+import type { JsonSchemaToTsProvider } from '@fastify/type-provider-json-schema-to-ts'
 import type { FastifyInstance } from 'fastify'
 import * as Y from 'yjs'
 import { TandemError } from '../../protocol/errors.ts'
-import { fromPermissionBits, type Permission } from '../../protocol/permissions.ts'
+import { fromPermissionBits } from '../../protocol/permissions.ts'
+import * as schema from '../../protocol/rest.ts'
 import type { AccessControl } from '../auth/access-control.ts'
 import { docToJson } from '../rooms/doc-json.ts'
 import type { Writer } from '../rooms/room.ts'
@@ -17,7 +19,6 @@ import type { LiveSession } from '../auth/session.ts'
 import type { KeyedSerial } from '../keyed-serial.ts'
 import type { RoomRecord, Store } from '../store/types.ts'
 import { validateStateVector, validateUpdate } from '../rooms/update-validator.ts'
-import * as schema from './schemas.ts'
 import { binaryBody } from './validation.ts'
 
 export interface RoomRoutesDeps {
@@ -29,24 +30,6 @@ export interface RoomRoutesDeps {
   readonly serial: KeyedSerial
   /** Records in effect that the store has not taken yet. */
   readonly pending: PendingAccess
-}
-
-type AccessPatch = Record<string, Permission[] | null>
-type MetadataPatch = Record<string, string | string[] | null>
-
-interface CreateBody {
-  id: string
-  defaultAccesses: Permission[]
-  usersAccesses?: Record<string, Permission[]>
-  groupsAccesses?: Record<string, Permission[]>
-  metadata?: Record<string, string | string[]>
-}
-
-interface UpdateBody {
-  defaultAccesses?: Permission[]
-  usersAccesses?: AccessPatch
-  groupsAccesses?: AccessPatch
-  metadata?: MetadataPatch
 }
 
 /** A patch where `null` removes an entry. */
@@ -68,7 +51,9 @@ const restWriter: Writer = { actor: { kind: 'service', name: 'rest' }, acknowled
 const params = { params: schema.roomParams }
 const errors = { 400: schema.errorBody, 401: schema.errorBody, 404: schema.errorBody, 429: schema.errorBody }
 
-export async function roomRoutes(app: FastifyInstance, deps: RoomRoutesDeps): Promise<void> {
+export async function roomRoutes(fastify: FastifyInstance, deps: RoomRoutesDeps): Promise<void> {
+  // Handler types come from the route schemas (protocol/rest.ts): one source for each shape.
+  const app = fastify.withTypeProvider<JsonSchemaToTsProvider>()
   const { store, registry, access, serial, pending } = deps
 
   const requireRoom = async (roomId: string): Promise<RoomRecord> => {
@@ -90,7 +75,7 @@ export async function roomRoutes(app: FastifyInstance, deps: RoomRoutesDeps): Pr
     }
   }
 
-  app.post<{ Body: CreateBody }>(
+  app.post(
     '/v1/rooms',
     { schema: { summary: 'Create a room with its ACL', body: schema.createRoomBody, response: { 200: schema.roomRecord, 409: schema.errorBody, ...errors } } },
     async (request) => {
@@ -114,14 +99,14 @@ export async function roomRoutes(app: FastifyInstance, deps: RoomRoutesDeps): Pr
     },
   )
 
-  app.get<{ Querystring: { limit: number; startingAfter?: string; prefix?: string } }>(
+  app.get(
     '/v1/rooms',
     {
       schema: {
         summary: 'List rooms, paginated by id',
         querystring: schema.listRoomsQuery,
         response: {
-          200: { type: 'object', properties: { data: { type: 'array', items: schema.roomRecord }, nextCursor: { type: ['string', 'null'] } }, required: ['data', 'nextCursor'] },
+          200: schema.roomList,
           ...errors,
         },
       },
@@ -134,13 +119,13 @@ export async function roomRoutes(app: FastifyInstance, deps: RoomRoutesDeps): Pr
     },
   )
 
-  app.get<{ Params: { roomId: string } }>(
+  app.get(
     '/v1/rooms/:roomId',
     { schema: { summary: 'A room with its ACL', ...params, response: { 200: schema.roomRecord, ...errors } } },
     async (request) => requireRoom(request.params.roomId),
   )
 
-  app.post<{ Params: { roomId: string }; Body: UpdateBody }>(
+  app.post(
     '/v1/rooms/:roomId',
     {
       schema: {
@@ -169,7 +154,7 @@ export async function roomRoutes(app: FastifyInstance, deps: RoomRoutesDeps): Pr
     },
   )
 
-  app.delete<{ Params: { roomId: string } }>(
+  app.delete(
     '/v1/rooms/:roomId',
     { schema: { summary: 'Delete a room and its document; its sessions are closed with 4404', ...params, response: { 204: { type: 'null' }, ...errors } } },
     async (request, reply) => {
@@ -185,23 +170,23 @@ export async function roomRoutes(app: FastifyInstance, deps: RoomRoutesDeps): Pr
           access.changed()
         })
       })
-      return reply.code(204).send()
+      return reply.code(204).send(null)
     },
   )
 
-  app.get<{ Params: { roomId: string } }>(
+  app.get(
     '/v1/rooms/:roomId/ydoc',
     { schema: { summary: 'The document as JSON, one property per root shared type', ...params, response: { 200: { type: 'object', additionalProperties: true }, ...errors } } },
     async (request) => withDoc(request.params.roomId, docToJson),
   )
 
-  app.get<{ Params: { roomId: string }; Querystring: { stateVector?: string } }>(
+  app.get(
     '/v1/rooms/:roomId/ydoc-binary',
     {
       schema: {
         summary: 'The document as a Yjs V1 update; with ?stateVector= (base64) only what that state lacks',
         ...params,
-        querystring: { type: 'object', properties: { stateVector: { type: 'string', maxLength: 1_000_000 } }, additionalProperties: false },
+        querystring: schema.ydocBinaryQuery,
         response: { 200: { type: 'string', format: 'binary' }, ...errors },
       },
     },
@@ -210,11 +195,12 @@ export async function roomRoutes(app: FastifyInstance, deps: RoomRoutesDeps): Pr
       const stateVector = encoded === undefined ? undefined : Buffer.from(encoded, 'base64')
       if (stateVector !== undefined) validateStateVector(stateVector)
       const update = await withDoc(request.params.roomId, (doc) => Y.encodeStateAsUpdate(doc, stateVector))
-      return reply.type('application/octet-stream').send(Buffer.from(update))
+      // The schema says `string, format binary` (OpenAPI's bytes); what goes out is the bytes.
+      return reply.type('application/octet-stream').send(Buffer.from(update) as unknown as string)
     },
   )
 
-  app.put<{ Params: { roomId: string }; Body: Buffer }>(
+  app.put(
     '/v1/rooms/:roomId/ydoc',
     {
       schema: {
@@ -222,7 +208,7 @@ export async function roomRoutes(app: FastifyInstance, deps: RoomRoutesDeps): Pr
         consumes: ['application/octet-stream'],
         ...params,
         body: binaryBody,
-        response: { 200: { type: 'object', properties: { ok: { type: 'boolean' } }, required: ['ok'] }, 413: schema.errorBody, ...errors },
+        response: { 200: schema.okResponse, 413: schema.errorBody, ...errors },
       },
     },
     async (request) => {
@@ -246,7 +232,7 @@ export async function roomRoutes(app: FastifyInstance, deps: RoomRoutesDeps): Pr
     },
   )
 
-  app.get<{ Params: { roomId: string } }>(
+  app.get(
     '/v1/rooms/:roomId/active-users',
     { schema: { summary: 'Live sessions in the room', ...params, response: { 200: schema.activeUsersResponse, ...errors } } },
     async (request) => {
@@ -268,13 +254,13 @@ export async function roomRoutes(app: FastifyInstance, deps: RoomRoutesDeps): Pr
     },
   )
 
-  app.get<{ Params: { roomId: string }; Querystring: { limit: number } }>(
+  app.get(
     '/v1/rooms/:roomId/history',
     {
       schema: {
         summary: 'The write log, newest first: actor, time, size and clientIDs of each stored batch',
         ...params,
-        querystring: { type: 'object', properties: { limit: { type: 'integer', minimum: 1, maximum: 1000, default: 100 } }, additionalProperties: false },
+        querystring: schema.historyQuery,
         response: { 200: schema.historyResponse, ...errors },
       },
     },
@@ -284,7 +270,7 @@ export async function roomRoutes(app: FastifyInstance, deps: RoomRoutesDeps): Pr
       // Read-your-writes: what the document already shows is stored before the history is read.
       await registry.get(roomId)?.flush()
       const entries = await store.history(roomId, request.query.limit)
-      return { data: entries.map((e) => ({ ...e, at: new Date(e.at).toISOString() })) }
+      return { data: entries.map((e) => ({ ...e, clientIDs: [...e.clientIDs], at: new Date(e.at).toISOString() })) }
     },
   )
 }

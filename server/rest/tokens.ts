@@ -3,11 +3,12 @@
  * the server secret, and revoke a user's sessions.
  */
 
+import type { JsonSchemaToTsProvider } from '@fastify/type-provider-json-schema-to-ts'
 import type { FastifyInstance } from 'fastify'
 import { type MintedToken, mintAccessToken, mintIdToken } from '../../protocol/mint.ts'
 import type { Permission } from '../../protocol/permissions.ts'
 import type { AccessControl } from '../auth/access-control.ts'
-import * as schema from './schemas.ts'
+import * as schema from '../../protocol/rest.ts'
 
 interface Common {
   userId: string
@@ -30,10 +31,11 @@ const answer = (minted: MintedToken, body: Common) => ({
   },
 })
 
-export async function tokenRoutes(app: FastifyInstance, deps: { secret: string; access: AccessControl }): Promise<void> {
+export async function tokenRoutes(fastify: FastifyInstance, deps: { secret: string; access: AccessControl }): Promise<void> {
+  const app = fastify.withTypeProvider<JsonSchemaToTsProvider>()
   const ttl = (body: Common) => (body.ttlSeconds === undefined ? {} : { ttlSeconds: body.ttlSeconds })
 
-  app.post<{ Body: Common & { groupIds?: string[] } }>(
+  app.post(
     '/v1/identify-user',
     { schema: { summary: 'Mint an ID token: permissions come from each room\'s ACL', body: schema.identifyUserBody, response: { 200: schema.tokenResponse, ...errors } } },
     async (request) => {
@@ -43,7 +45,7 @@ export async function tokenRoutes(app: FastifyInstance, deps: { secret: string; 
     },
   )
 
-  app.post<{ Body: Common & { rooms: Record<string, Permission[]> } }>(
+  app.post(
     '/v1/authorize',
     { schema: { summary: 'Mint an access token: permissions per room id or prefix*, no ACL lookup', body: schema.authorizeBody, response: { 200: schema.tokenResponse, ...errors } } },
     async (request) => {
@@ -53,25 +55,25 @@ export async function tokenRoutes(app: FastifyInstance, deps: { secret: string; 
     },
   )
 
-  app.post<{ Body: { userId: string; roomId?: string } }>(
+  app.post(
     '/v1/revoke',
     {
       schema: {
         summary: 'Close a user\'s sessions at once (in one room, or everywhere) and refuse its older tokens',
         body: schema.revokeBody,
-        response: { 200: { type: 'object', properties: { closed: { type: 'integer' } }, required: ['closed'] }, ...errors },
+        response: { 200: schema.revokeResponse, ...errors },
       },
     },
     async (request) => ({ closed: await deps.access.revoke(request.body.userId, request.body.roomId ?? null) }),
   )
 
-  app.post<{ Body: { userId: string; roomId?: string } }>(
+  app.post(
     '/v1/reinstate',
     {
       schema: {
         summary: 'Lift a revocation (the one for a room, or the one for every room): the user\'s tokens, and its gateway identity, are accepted again',
         body: schema.revokeBody,
-        response: { 200: { type: 'object', properties: { reinstated: { type: 'boolean' } }, required: ['reinstated'] }, ...errors },
+        response: { 200: schema.reinstateResponse, ...errors },
       },
     },
     async (request) => ({ reinstated: await deps.access.reinstate(request.body.userId, request.body.roomId ?? null) }),

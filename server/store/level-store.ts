@@ -7,6 +7,7 @@
 import { mkdir } from 'node:fs/promises'
 import { Level } from 'level'
 import type { BatchOperation } from 'level'
+import { ConfigError } from '../config-error.ts'
 import { DiskReserve, freeBytes, isDiskFull } from './disk-reserve.ts'
 import type { ListRoomsOptions, RoomRecord, Store, StoredDocument, WriteRecord } from './types.ts'
 import {
@@ -28,12 +29,11 @@ type Db = Level<Uint8Array, Uint8Array>
 type Op = BatchOperation<Db, Uint8Array, Uint8Array>
 
 /** Another process (or another store in this one) holds the data dir's LevelDB lock. */
-export class DataDirInUseError extends Error {
+export class DataDirInUseError extends ConfigError {
   readonly code = 'DATA_DIR_IN_USE'
 
   constructor(readonly dir: string, options?: ErrorOptions) {
-    super(`data dir "${dir}" is in use by another Tandem server`, options)
-    this.name = 'DataDirInUseError'
+    super('dataDir', `data dir "${dir}" is in use by another Tandem server`, options)
   }
 }
 
@@ -66,7 +66,7 @@ async function openDb(dir: string): Promise<Db> {
     await db.open()
   } catch (err) {
     if (isLockError(err)) throw new DataDirInUseError(dir, { cause: err })
-    throw new Error(`could not open data dir "${dir}": ${describe(err)}`, { cause: err })
+    throw new ConfigError('dataDir', `could not open data dir "${dir}": ${describe(err)}`, { cause: err })
   }
   return db
 }
@@ -304,12 +304,6 @@ export class LevelStore implements Store {
     return Math.max(everywhere === undefined ? 0 : parse<number>(everywhere), here === undefined ? 0 : parse<number>(here))
   }
 
-  async countRecords(roomId: string): Promise<number> {
-    let count = 0
-    for await (const _ of this.#db.keys(roomRange(roomId))) count++
-    return count
-  }
-
   async close(): Promise<void> {
     if (this.#closed) return
     this.#closed = true
@@ -327,7 +321,8 @@ async function checkSchemaVersion(db: Db, dir: string): Promise<void> {
   if (marker === undefined) {
     await db.put(VERSION_KEY, Uint8Array.of(SCHEMA_VERSION), { sync: true })
   } else if (marker.length !== 1 || marker[0] !== SCHEMA_VERSION) {
-    throw new Error(
+    throw new ConfigError(
+      'dataDir',
       `data dir "${dir}" holds store schema version ${Array.from(marker).join('.')}, this server reads version ${SCHEMA_VERSION}`,
     )
   }

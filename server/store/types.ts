@@ -10,7 +10,7 @@
  * and only grow.
  */
 
-import type { Permission } from '../../protocol/permissions.ts'
+import type { Room } from '../../protocol/rest.ts'
 import type { Actor } from '../../protocol/actor.ts'
 
 export interface StoredDocument {
@@ -41,8 +41,6 @@ export interface DocumentStore {
   deleteDocument(roomId: string): Promise<void>
   /** `read_only` after a write failed, until the store knows it can write again (LevelDB: reopened on a disk with room). */
   health(): 'ok' | 'read_only'
-  /** Number of stored records of a room (for tests and operations, not the hot path). */
-  countRecords(roomId: string): Promise<number>
   close(): Promise<void>
 }
 
@@ -59,17 +57,8 @@ export interface WriteRecord {
   readonly clientIDs: readonly number[]
 }
 
-/** A room's access control list and metadata, set only by the backend (REST). */
-export interface RoomRecord {
-  readonly id: string
-  readonly defaultAccesses: Permission[]
-  readonly usersAccesses: Record<string, Permission[]>
-  readonly groupsAccesses: Record<string, Permission[]>
-  readonly metadata: Record<string, string | string[]>
-  /** ISO 8601. */
-  readonly createdAt: string
-  readonly updatedAt: string
-}
+/** A room's access control list and metadata, set only by the backend (REST): the REST API's shape. */
+export type RoomRecord = Room
 
 export interface ListRoomsOptions {
   readonly prefix?: string

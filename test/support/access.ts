@@ -9,7 +9,7 @@
 import { performance } from 'node:perf_hooks'
 import * as Y from 'yjs'
 import { type AccessTokenInput, type IdTokenInput, type MintOptions, mintAccessToken, mintIdToken } from '../../protocol/mint.ts'
-import type { Permission } from '../../protocol/permissions.ts'
+import type { RoomPatch } from '../../protocol/rest.ts'
 import { encodeFrame, writeSyncStep1 } from '../../protocol/messages.ts'
 import { openLevelStore } from '../../server/store/level-store.ts'
 import type { Store } from '../../server/store/types.ts'
@@ -17,28 +17,10 @@ import { type RawClient, rawClient } from './raw-client.ts'
 import { TEST_SECRET, type TestServer } from './server.ts'
 import { withDeadline } from './wait.ts'
 
-export interface RoomBody {
-  id: string
-  defaultAccesses: Permission[]
-  usersAccesses?: Record<string, Permission[]>
-  groupsAccesses?: Record<string, Permission[]>
-  metadata?: Record<string, string | string[]>
-}
-
-export interface RoomPatch {
-  defaultAccesses?: Permission[]
-  usersAccesses?: Record<string, Permission[] | null>
-  groupsAccesses?: Record<string, Permission[] | null>
-  metadata?: Record<string, string | string[] | null>
-}
+export type { CreateRoomInput as RoomBody, RoomPatch } from '../../protocol/rest.ts'
+export { createRoom } from './rest.ts'
 
 const secretHeaders = { authorization: `Bearer ${TEST_SECRET}` }
-
-/** Creates a room with its ACL through `POST /v1/rooms`; fails the test on anything but 200. */
-export const createRoom = async (server: TestServer, body: RoomBody): Promise<void> => {
-  const res = await server.app.inject({ method: 'POST', url: '/v1/rooms', headers: secretHeaders, payload: body })
-  if (res.statusCode !== 200) throw new Error(`creating room ${body.id}: ${res.statusCode} ${res.body}`)
-}
 
 /**
  * Changes a room's ACL with a real HTTP request to `POST /v1/rooms/:id` and says when its response

@@ -72,10 +72,6 @@ export class FaultyStore implements Store {
     return this.inner.deleteDocument(roomId)
   }
 
-  countRecords(roomId: string): Promise<number> {
-    return this.inner.countRecords(roomId)
-  }
-
   getRoom(roomId: string): Promise<RoomRecord | null> {
     return this.inner.getRoom(roomId)
   }

@@ -1,10 +1,12 @@
 /**
- * The REST API as a backend uses it, for tests: requests that carry the server secret (through
- * `app.inject`, no port), room creation, and ID tokens minted over `POST /v1/identify-user`.
+ * The REST API as a backend uses it, for tests: raw requests that carry the server secret (through
+ * `app.inject`, no port; for what TandemAdmin would refuse to send), room creation through
+ * TandemAdmin (support/admin.ts), and ID tokens minted over `POST /v1/identify-user`.
  */
 
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
-import type { Permission } from '../../protocol/permissions.ts'
+import type { CreateRoomInput } from '../../protocol/rest.ts'
+import { adminOf } from './admin.ts'
 import { TEST_SECRET } from './server.ts'
 
 export const SECRET_HEADERS = { authorization: `Bearer ${TEST_SECRET}` } as const
@@ -29,18 +31,9 @@ export const rest = (app: FastifyInstance, method: Method, url: string, request:
 /** The `error` code of an error response. */
 export const codeOf = (res: LightMyRequestResponse): unknown => (res.json() as { error?: unknown }).error
 
-export interface RoomInput {
-  readonly id: string
-  readonly defaultAccesses: Permission[]
-  readonly usersAccesses?: Record<string, Permission[]>
-  readonly groupsAccesses?: Record<string, Permission[]>
-  readonly metadata?: Record<string, string | string[]>
-}
-
-/** Creates a room and fails the test unless the server said 200. */
-export async function createRoom(app: FastifyInstance, room: RoomInput): Promise<void> {
-  const res = await rest(app, 'POST', '/v1/rooms', { body: room })
-  if (res.statusCode !== 200) throw new Error(`creating room ${room.id}: ${res.statusCode} ${res.body}`)
+/** Creates a room through TandemAdmin (over inject); rejects with the server's coded error. */
+export async function createRoom(app: FastifyInstance | { readonly app: FastifyInstance }, room: CreateRoomInput): Promise<void> {
+  await adminOf('app' in app ? app.app : app).createRoom(room)
 }
 
 export interface IdentifyInput {

@@ -1,13 +1,17 @@
 /**
- * JSON schemas of the REST API (SPEC section 4): request bodies, params, query strings and
- * responses. Response schemas also keep fields from leaking: Fastify serialises only what they list.
+ * The REST API's shapes (SPEC section 4), defined once as JSON schemas: the server validates
+ * requests and serialises responses with them (a response schema also keeps fields from leaking),
+ * and their TypeScript types are derived from them (json-schema-to-ts), for the route handlers and
+ * for `TandemAdmin` alike. Pure data: no I/O, nothing Node-only; types only reach the browser.
  */
 
-import { ERROR_CODES } from '../../protocol/errors.ts'
-import { ID_SCHEMA } from '../../protocol/ids.ts'
-import { PERMISSIONS } from '../../protocol/permissions.ts'
+import type { FromSchema } from 'json-schema-to-ts'
+import { ACTOR_SCHEMA } from './actor.ts'
+import { ERROR_CODES } from './errors.ts'
+import { ID_SCHEMA } from './ids.ts'
+import { PERMISSIONS } from './permissions.ts'
 
-export const id = ID_SCHEMA
+const id = ID_SCHEMA
 
 export const permissionList = {
   type: 'array',
@@ -59,6 +63,7 @@ export const roomRecord = {
     updatedAt: { type: 'string', format: 'date-time' },
   },
   required: ['id', 'defaultAccesses', 'usersAccesses', 'groupsAccesses', 'metadata', 'createdAt', 'updatedAt'],
+  additionalProperties: false,
 } as const
 
 export const createRoomBody = {
@@ -76,6 +81,13 @@ export const updateRoomBody = {
 
 export const roomParams = { type: 'object', properties: { roomId: id }, required: ['roomId'] } as const
 
+export const roomList = {
+  type: 'object',
+  properties: { data: { type: 'array', items: roomRecord }, nextCursor: { type: ['string', 'null'] } },
+  required: ['data', 'nextCursor'],
+  additionalProperties: false,
+} as const
+
 export const listRoomsQuery = {
   type: 'object',
   properties: {
@@ -86,17 +98,7 @@ export const listRoomsQuery = {
   additionalProperties: false,
 } as const
 
-const actor = {
-  type: 'object',
-  properties: {
-    kind: { type: 'string', enum: ['user', 'anonymous', 'service'] },
-    userId: { type: 'string' },
-    sessionId: { type: 'string' },
-    tenantId: { type: 'string' },
-    name: { type: 'string' },
-  },
-  required: ['kind'],
-} as const
+const actor = ACTOR_SCHEMA
 
 /** `{ data: [item, ...] }`, the shape of list responses. */
 const listOf = <T extends object>(item: T) =>
@@ -162,3 +164,29 @@ export const revokeBody = {
   required: ['userId'],
   additionalProperties: false,
 } as const
+
+export const revokeResponse = { type: 'object', properties: { closed: { type: 'integer' } }, required: ['closed'], additionalProperties: false } as const
+export const reinstateResponse = { type: 'object', properties: { reinstated: { type: 'boolean' } }, required: ['reinstated'], additionalProperties: false } as const
+export const okResponse = { type: 'object', properties: { ok: { type: 'boolean' } }, required: ['ok'], additionalProperties: false } as const
+export const historyQuery = { type: 'object', properties: { limit: { type: 'integer', minimum: 1, maximum: 1000, default: 100 } }, additionalProperties: false } as const
+export const ydocBinaryQuery = { type: 'object', properties: { stateVector: { type: 'string', maxLength: 1_000_000 } }, additionalProperties: false } as const
+
+// --- the types, derived -------------------------------------------------------------------------
+
+/** A room's ACL and metadata, as the server stores it. */
+export type Room = FromSchema<typeof roomRecord>
+export type CreateRoomInput = FromSchema<typeof createRoomBody>
+/** A change to a room: absent fields stay as they are; a `null` user, group or metadata entry removes it. */
+export type RoomPatch = FromSchema<typeof updateRoomBody>
+export type RoomList = FromSchema<typeof roomList>
+export type ListRoomsQuery = FromSchema<typeof listRoomsQuery>
+/** One live session in a room. */
+export type ActiveUser = FromSchema<typeof activeUsersResponse>['data'][number]
+/** One stored batch of a room's write log. */
+export type HistoryEntry = FromSchema<typeof historyResponse>['data'][number]
+export type IdentifyUserBody = FromSchema<typeof identifyUserBody>
+export type AuthorizeBody = FromSchema<typeof authorizeBody>
+export type TokenResponse = FromSchema<typeof tokenResponse>
+export type RevokeBody = FromSchema<typeof revokeBody>
+export type ErrorBody = FromSchema<typeof errorBody>
+export type Metadata = Room['metadata']
