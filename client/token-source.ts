@@ -4,19 +4,31 @@
  * token is reused until shortly before it expires; `fresh` forces a new one.
  */
 
+import { fromBase64UrlEncoded } from 'lib0/buffer'
 import { TandemError } from '../protocol/errors.ts'
 
 export type AuthOption = string | (() => Promise<string>) | { readonly endpoint: string; readonly headers?: Record<string, string> }
 
+/** What the token cache reads the time from: the provider's scheduler, so tests can move it. */
+export interface Clock {
+  /** Milliseconds since the epoch, as `Date.now()`. */
+  now(): number
+}
+
 /** A token is fetched again this long before its `exp`. */
 const EXPIRY_MARGIN_MS = 5_000
+
+/** `fatal`: bytes that are not UTF-8 make the payload unreadable rather than silently replaced. */
+const utf8 = new TextDecoder('utf-8', { fatal: true })
 
 /** The `exp` of a JWT in ms, read without verifying (the server verifies), or null. */
 export const tokenExpiry = (token: string): number | null => {
   const payload = token.split('.')[1]
   if (payload === undefined) return null
   try {
-    const json = JSON.parse(atob(payload.replace(/-/g, '+').replace(/_/g, '/'))) as { exp?: unknown }
+    // The payload is base64url UTF-8 JSON: decoded as bytes, then as UTF-8, so claims outside
+    // Latin-1 (a user's name, say) do not make the whole payload unreadable.
+    const json = JSON.parse(utf8.decode(fromBase64UrlEncoded(payload))) as { exp?: unknown }
     return typeof json.exp === 'number' ? json.exp * 1000 : null
   } catch {
     return null // not a JWT the client can read: the server decides
@@ -27,12 +39,14 @@ export class TokenSource {
   readonly #option: AuthOption
   readonly #room: string
   readonly #fetch: typeof fetch
+  readonly #clock: Clock
   #cached: { token: string; expiresAt: number | null } | null = null
 
-  constructor(option: AuthOption, room: string, fetchImpl: typeof fetch) {
+  constructor(option: AuthOption, room: string, fetchImpl: typeof fetch, clock: Clock) {
     this.#option = option
     this.#room = room
     this.#fetch = fetchImpl
+    this.#clock = clock
   }
 
   /** Whether asking again can give a different token. */
@@ -44,7 +58,7 @@ export class TokenSource {
     const option = this.#option
     if (typeof option === 'string') return option
     const cached = this.#cached
-    if (!fresh && cached !== null && (cached.expiresAt === null || cached.expiresAt - EXPIRY_MARGIN_MS > Date.now())) return cached.token
+    if (!fresh && cached !== null && (cached.expiresAt === null || cached.expiresAt - EXPIRY_MARGIN_MS > this.#clock.now())) return cached.token
     const token = typeof option === 'function' ? await option() : await this.#fromEndpoint(option)
     if (typeof token !== 'string' || token === '') throw new TandemError('unauthorized', 'the auth option gave no token')
     this.#cached = { token, expiresAt: tokenExpiry(token) }

@@ -72,6 +72,11 @@ export type ServerMessage =
   | { readonly kind: 'access-changed'; readonly permissions: PermissionBits }
   | { readonly kind: 'error'; readonly code: ErrorCode; readonly message: string }
   | { readonly kind: 'saved'; readonly count: number }
+  /**
+   * A message type this client does not know, from a newer server (PROTOCOL.md, "Versioning"): its
+   * payload is skipped unread, and a client ignores it.
+   */
+  | { readonly kind: 'unknown'; readonly type: number }
 
 const finish = (encoder: encoding.Encoder): Uint8Array => encoding.toUint8Array(encoder)
 
@@ -221,7 +226,11 @@ export const decodeClientMessage = (frame: Uint8Array): ClientMessage =>
     }
   })
 
-/** Decodes a frame a server sent. Throws `malformed_message` for anything else. */
+/**
+ * Decodes a frame a server sent. A type number it does not know is `{ kind: 'unknown' }`, whatever
+ * its payload (a newer server's notice); anything else that does not decode exactly (a known type
+ * truncated or with trailing bytes, a client-only type, an empty frame) throws `malformed_message`.
+ */
 export const decodeServerMessage = (frame: Uint8Array): ServerMessage =>
   readFrame<ServerMessage>(frame, (decoder, type) => {
     switch (type) {
@@ -248,8 +257,15 @@ export const decodeServerMessage = (frame: Uint8Array): ServerMessage =>
       }
       case MessageType.saved:
         return { kind: 'saved', count: decoding.readVarUint(decoder) }
+      // Known types a server never sends: a server that sends them is broken, not newer.
+      case MessageType.queryAwareness:
+      case MessageType.tandemAuth:
+        throw new TandemError('malformed_message', `client-only message type ${type} from the server`)
       default:
-        throw new TandemError('malformed_message', `unknown message type ${type}`)
+        // A newer server's type: its payload's layout is unknown here, so all of it is skipped (no
+        // trailing-bytes check can apply to it).
+        decoding.readTailAsUint8Array(decoder)
+        return { kind: 'unknown', type }
     }
   })
 

@@ -13,6 +13,10 @@
  * Size cap: the room keeps an estimate of its document's encoded size (measured at load and at each
  * compaction, plus the length of every update applied since) and refuses a write that would take
  * it past `maxRoomBytes`, before applying it: one add and one compare per write, no encoding.
+ *
+ * Over 300 lines on purpose: the order of a write's checks (size, memory, integration cost), its
+ * apply, relay and store reads top to bottom in one place; batching is broadcast-batch.ts, storing
+ * room-log.ts, presence presence.ts.
  */
 
 import * as Y from 'yjs'
@@ -25,7 +29,8 @@ import type { Metrics } from '../metrics.ts'
 import { Presence, type PresenceLimits, type PresenceResult } from './presence.ts'
 import { estimateIntegration } from './integration-cost.ts'
 import { type MemoryBudget, STRUCT_HEAP_BYTES } from './memory-budget.ts'
-import { MAX_MERGE, RoomLog, type Writer } from './room-log.ts'
+import { BroadcastBatch } from './broadcast-batch.ts'
+import { RoomLog, type Writer } from './room-log.ts'
 import type { DocumentStore } from '../store/types.ts'
 import { type ItemRef, type UpdateSummary, validateUpdate } from './update-validator.ts'
 
@@ -96,15 +101,8 @@ export class Room {
   /** The items of the doc's pending structs, for the update that Yjs holds them in. */
   #pendingCache: { update: Uint8Array; items: readonly ItemRef[] } | null = null
 
-  // Broadcast batch of the current turn; origin is the single writer, or null when mixed.
-  #batch: Uint8Array[] = []
-  #batchOrigin: Writer | null = null
-  /** The frame the batch's only update arrived in, relayed as is (no re-encoding). */
-  #batchFrame: Uint8Array | null = null
-  /** Cancels the scheduled relay of the batch (null: none scheduled). */
-  #batchTimer: (() => void) | null = null
-  /** When the last batch was relayed (performance.now(); read once per batch, not per write). */
-  #lastFlush = -Infinity
+  /** Applied updates waiting to be relayed (broadcast-batch.ts). */
+  readonly #broadcast: BroadcastBatch<Writer>
 
   private constructor(id: string, doc: Y.Doc, stored: { firstSeq: number; lastSeq: number }, bytes: number, taken: number, deps: RoomDeps) {
     this.id = id
@@ -120,6 +118,8 @@ export class Room {
       update: (update) => this.#applyRemote(update),
       awareness: (awarenessUpdate) => this.#channel.broadcast(encodeFrame(writeAwareness, awarenessUpdate)),
     })
+    // A batch from one writer skips that writer; a mixed batch goes to all (Yjs ignores echoes).
+    this.#broadcast = new BroadcastBatch<Writer>(deps.broadcastWindowMs, (frame, origin) => this.#channel.broadcast(frame, origin))
     // A compaction's snapshot is the whole document: the estimates become exact again.
     this.#log = new RoomLog(id, doc, stored, deps, (snapshotBytes) => {
       this.#bytes = snapshotBytes
@@ -295,12 +295,7 @@ export class Room {
     this.#structs += summary.structs
     this.#deps.metrics.updatesApplied++
 
-    if (this.#batch.length === 0) this.#batchOrigin = origin
-    else if (this.#batchOrigin !== origin) this.#batchOrigin = null
-    this.#batchFrame = this.#batch.length === 0 ? frame : null
-    this.#batch.push(update)
-    if (this.#batch.length >= MAX_MERGE) this.flushBroadcast()
-    else if (this.#batchTimer === null) this.#scheduleBroadcast()
+    this.#broadcast.add(update, origin, frame)
 
     this.#log.append(update, origin, clientIDs)
   }
@@ -332,38 +327,9 @@ export class Room {
     this.#broadcastAwareness(entries, except)
   }
 
-  /** The first write of a batch: relay it at the end of this turn, or when the window is over. */
-  #scheduleBroadcast(): void {
-    const windowMs = this.#deps.broadcastWindowMs
-    const wait = windowMs > 0 ? this.#lastFlush + windowMs - performance.now() : 0
-    if (wait > 0) {
-      const timer = setTimeout(() => this.flushBroadcast(), wait)
-      this.#batchTimer = () => clearTimeout(timer)
-    } else {
-      const immediate = setImmediate(() => this.flushBroadcast())
-      this.#batchTimer = () => clearImmediate(immediate)
-    }
-  }
-
-  #clearBroadcastTimer(): void {
-    this.#batchTimer?.()
-    this.#batchTimer = null
-  }
-
-  /** Sends the waiting writes to the room now: merged into one update, encoded once for all. */
+  /** Relays the waiting writes to the room now: merged into one update, encoded once for all. */
   flushBroadcast(): void {
-    this.#clearBroadcastTimer()
-    const updates = this.#batch
-    if (updates.length === 0) return
-    if (this.#deps.broadcastWindowMs > 0) this.#lastFlush = performance.now()
-    const origin = this.#batchOrigin
-    const received = this.#batchFrame
-    this.#batch = []
-    this.#batchOrigin = null
-    this.#batchFrame = null
-    const frame = received ?? encodeFrame(writeUpdate, updates.length === 1 ? updates[0]! : Y.mergeUpdates(updates))
-    // A batch from one writer skips that writer; a mixed batch goes to all (Yjs ignores echoes).
-    this.#channel.broadcast(frame, origin)
+    this.#broadcast.flush()
   }
 
   /** Resolves once every write applied so far is stored (not the ones that arrive meanwhile). */
@@ -387,9 +353,7 @@ export class Room {
 
   /** Drops the room without storing anything more (it is being deleted); waits for a write in flight. */
   async discard(): Promise<void> {
-    this.#clearBroadcastTimer()
-    this.#batch = []
-    this.#batchFrame = null
+    this.#broadcast.discard()
     await this.#log.discard()
     this.#destroy()
   }

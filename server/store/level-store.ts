@@ -2,6 +2,10 @@
  * The LevelDB document store: each room's update log kept in an embedded LevelDB (classic-level
  * through `level`), under the keys of keys.ts. One server process owns a data dir at a time;
  * LevelDB's lock file enforces it and a second opener gets DataDirInUseError.
+ *
+ * Over 300 lines on purpose: every LevelDB operation of the Store contract, and the read-only state
+ * after a failed write that guards them all, in one class (keys are keys.ts, the reserve
+ * disk-reserve.ts).
  */
 
 import { mkdir } from 'node:fs/promises'

@@ -9,6 +9,10 @@
  * nothing of the room is sent. Once open, each message goes to dispatch.ts, gated by a read of the
  * session's permissions. What the client is told, and how, is its protocol's (client-protocol.ts);
  * how frames reach it is its transport's (a socket, or one document of a shared socket).
+ *
+ * Over 300 lines on purpose: the state machine's transitions, the epoch loop that decides again
+ * when access changed meanwhile, re-authentication and expiry all touch the same state; split,
+ * each part would have to see the others' fields.
  */
 
 import { randomUUID } from 'node:crypto'
