@@ -18,6 +18,8 @@ import { isValidRoomId } from '../protocol/ids.ts'
 import { decodeSeq, recordKey, roomRange } from '../server/store/keys.ts'
 import { FaultyStore } from './support/faulty-store.ts'
 import { countRecords } from './support/store-records.ts'
+import { openPostgresStore } from '../server/store/postgres-store.ts'
+import { testDatabase } from './support/postgres.ts'
 
 const bytes = (...values: number[]): Uint8Array => Uint8Array.from(values)
 /** A loaded document with its updates as number arrays, so a Buffer and a Uint8Array compare equal. */
@@ -570,6 +572,9 @@ storeContract('FaultyStore over LevelDB, no faults', async (dir) => {
   const at = dir()
   return new FaultyStore(await openLevelStore(at, LEVEL_OPTIONS), at)
 })
+
+const database = testDatabase()
+storeContract('PostgreSQL', async () => openPostgresStore(await (await database()).schema()))
 
 describe('MemoryStore', () => {
   it('shares nothing between two stores', async () => {
