@@ -23,7 +23,7 @@ import {
 } from '../protocol/messages.ts'
 import { type Permission, canWrite, canWritePresence, fromPermissionBits } from '../protocol/permissions.ts'
 import { CrossTab } from './cross-tab.ts'
-import { type AuthOption, TokenSource } from './token-source.ts'
+import { type AuthOption, type Clock, TokenSource } from './token-source.ts'
 import { UnsavedChanges } from './unsaved.ts'
 
 export type Status = 'connecting' | 'connected' | 'disconnected'
@@ -34,6 +34,33 @@ export interface Self {
   readonly actor: unknown
   readonly info: unknown
   readonly permissions: Permission[]
+}
+
+/**
+ * The clock, timers and randomness the provider runs on. Handles are opaque: what `setTimeout` and
+ * `setInterval` return (anything but `null`, which the provider takes for "no timer") is only ever
+ * passed back to the matching clear.
+ */
+export interface Scheduler extends Clock {
+  setTimeout(callback: () => void, ms: number): unknown
+  clearTimeout(handle: unknown): void
+  setInterval(callback: () => void, ms: number): unknown
+  clearInterval(handle: unknown): void
+  /** Uniform in [0, 1), as `Math.random()`. */
+  random(): number
+}
+
+/**
+ * The real ones, looked up on each call (not bound once): a runtime's or a test framework's
+ * replacement of the globals still applies, and browsers' timers are not called detached.
+ */
+const realScheduler: Scheduler = {
+  now: () => Date.now(),
+  setTimeout: (callback, ms) => globalThis.setTimeout(callback, ms),
+  clearTimeout: (handle) => globalThis.clearTimeout(handle as ReturnType<typeof setTimeout>),
+  setInterval: (callback, ms) => globalThis.setInterval(callback, ms),
+  clearInterval: (handle) => globalThis.clearInterval(handle as ReturnType<typeof setInterval>),
+  random: () => Math.random(),
 }
 
 export interface TandemProviderOptions {
@@ -53,6 +80,13 @@ export interface TandemProviderOptions {
   /** Share edits with other tabs over BroadcastChannel while the session may write (default true). */
   readonly crossTab?: boolean
   readonly fetch?: typeof fetch
+  /**
+   * Time for everything the provider waits on (default: the real `Date.now`, `setTimeout`,
+   * `setInterval` and `Math.random`): reconnection backoff and its jitter, the silence check that
+   * drops a dead socket, the once-a-second read-only notice, and whether a cached token is still
+   * fresh. Tests pass a clock they move by hand, so a backoff or a 30 s silence takes no real time.
+   */
+  readonly scheduler?: Scheduler
 }
 
 export interface ProviderEvents {
@@ -87,13 +121,14 @@ export class TandemProvider extends ObservableV2<ProviderEvents> {
   readonly #WebSocket: typeof WebSocket
   readonly #maxBackoffMs: number
   readonly #crossTabEnabled: boolean
+  readonly #scheduler: Scheduler
   readonly #unsaved = new UnsavedChanges()
 
   #socket: WebSocket | null = null
   #shouldConnect = false
   #attempt = 0
-  #reconnectTimer: ReturnType<typeof setTimeout> | null = null
-  #silenceTimer: ReturnType<typeof setInterval> | null = null
+  #reconnectTimer: unknown = null
+  #silenceTimer: unknown = null
   #lastMessageAt = 0
   #permissions = 0
   #lastError: TandemError | null = null
@@ -111,7 +146,8 @@ export class TandemProvider extends ObservableV2<ProviderEvents> {
     this.room = options.room
     this.awareness = options.awareness === undefined ? new Awareness(options.doc) : options.awareness
     this.#url = options.url.replace(/\/+$/, '')
-    this.#tokens = new TokenSource(options.auth, options.room, options.fetch ?? globalThis.fetch?.bind(globalThis))
+    this.#scheduler = options.scheduler ?? realScheduler
+    this.#tokens = new TokenSource(options.auth, options.room, options.fetch ?? globalThis.fetch?.bind(globalThis), this.#scheduler)
     const WebSocketImpl = options.WebSocketPolyfill ?? globalThis.WebSocket
     if (WebSocketImpl === undefined) throw new TandemError('server_error', 'no WebSocket: pass WebSocketPolyfill (e.g. from "ws")')
     this.#WebSocket = WebSocketImpl
@@ -140,7 +176,7 @@ export class TandemProvider extends ObservableV2<ProviderEvents> {
   /** Closes the socket and stops reconnecting; `connect()` resumes. */
   disconnect(): void {
     this.#shouldConnect = false
-    if (this.#reconnectTimer !== null) clearTimeout(this.#reconnectTimer)
+    if (this.#reconnectTimer !== null) this.#scheduler.clearTimeout(this.#reconnectTimer)
     this.#reconnectTimer = null
     this.#socket?.close(CloseCode.normal)
   }
@@ -192,15 +228,16 @@ export class TandemProvider extends ObservableV2<ProviderEvents> {
     this.#socketAuthenticated = false
     this.#lastError = null
     socket.onopen = () => {
-      this.#lastMessageAt = Date.now()
+      this.#lastMessageAt = this.#scheduler.now()
       this.#send(encodeFrame(writeAuth, token))
       this.#send(encodeFrame(writeSyncStep1, Y.encodeStateVector(this.doc)))
-      this.#silenceTimer = setInterval(() => {
-        if (Date.now() - this.#lastMessageAt > SILENCE_MS) socket.close()
+      this.#silenceTimer = this.#scheduler.setInterval(() => {
+        if (this.#scheduler.now() - this.#lastMessageAt > SILENCE_MS) socket.close()
       }, SILENCE_MS / 3)
     }
     socket.onmessage = (event: MessageEvent) => {
-      this.#lastMessageAt = Date.now()
+      // Any frame, even one this client cannot read, shows the socket is alive.
+      this.#lastMessageAt = this.#scheduler.now()
       try {
         this.#receive(decodeServerMessage(new Uint8Array(event.data as ArrayBuffer)))
       } catch (err) {
@@ -244,6 +281,10 @@ export class TandemProvider extends ObservableV2<ProviderEvents> {
         return this.#onServerError(new TandemError(message.code, message.message))
       case 'permission-denied':
         return this.#onServerError(new TandemError('forbidden', message.reason))
+      case 'unknown':
+        // A newer server's message type (PROTOCOL.md, "Versioning"): ignored, so notices can be
+        // added without older clients reporting errors.
+        return
       default: {
         const unreachable: never = message
         return unreachable
@@ -297,7 +338,7 @@ export class TandemProvider extends ObservableV2<ProviderEvents> {
     this.#socket = null
     // Not connected, so no one (as Liveblocks' getSelf()): the next session's `authenticated` sets it.
     this.self = null
-    if (this.#silenceTimer !== null) clearInterval(this.#silenceTimer)
+    if (this.#silenceTimer !== null) this.#scheduler.clearInterval(this.#silenceTimer)
     this.#silenceTimer = null
     this.#unsaved.disconnected()
     if (this.synced) {
@@ -332,8 +373,8 @@ export class TandemProvider extends ObservableV2<ProviderEvents> {
   #scheduleReconnect(): void {
     const cap = Math.min(this.#maxBackoffMs, BACKOFF_BASE_MS * 2 ** this.#attempt)
     this.#attempt++
-    const delay = cap / 2 + Math.random() * (cap / 2)
-    this.#reconnectTimer = setTimeout(() => {
+    const delay = cap / 2 + this.#scheduler.random() * (cap / 2)
+    this.#reconnectTimer = this.#scheduler.setTimeout(() => {
       this.#reconnectTimer = null
       if (this.#shouldConnect) void this.#open()
     }, delay)
@@ -353,7 +394,7 @@ export class TandemProvider extends ObservableV2<ProviderEvents> {
     }
     // A reader's edit goes nowhere: the app hears it (at most once a second), and the edit stays
     // counted as unsaved, sent if the session may write later.
-    const now = Date.now()
+    const now = this.#scheduler.now()
     if (now - this.#readOnlyNoticeAt >= READ_ONLY_NOTICE_MS) {
       this.#readOnlyNoticeAt = now
       this.emit('error', [new TandemError('read_only', 'this session may not write to the room: the change is kept locally, unsaved')])

@@ -18,16 +18,16 @@ export interface Clock {
 /** A token is fetched again this long before its `exp`. */
 const EXPIRY_MARGIN_MS = 5_000
 
-/** `fatal`: bytes that are not UTF-8 make the payload unreadable rather than silently replaced. */
-const utf8 = new TextDecoder('utf-8', { fatal: true })
+/** Not `fatal`: only `exp` is read, and a claim with bytes that are not UTF-8 should not hide it. */
+const utf8 = new TextDecoder()
 
 /** The `exp` of a JWT in ms, read without verifying (the server verifies), or null. */
 export const tokenExpiry = (token: string): number | null => {
   const payload = token.split('.')[1]
   if (payload === undefined) return null
   try {
-    // The payload is base64url UTF-8 JSON: decoded as bytes, then as UTF-8, so claims outside
-    // Latin-1 (a user's name, say) do not make the whole payload unreadable.
+    // The payload is base64url of UTF-8 JSON: bytes first, then UTF-8 (atob alone gives one
+    // character per byte, which garbles every claim outside ASCII, a user's name say).
     const json = JSON.parse(utf8.decode(fromBase64UrlEncoded(payload))) as { exp?: unknown }
     return typeof json.exp === 'number' ? json.exp * 1000 : null
   } catch {

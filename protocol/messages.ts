@@ -2,7 +2,9 @@
  * The wire messages: y-websocket's framing (a varUint message type, then its payload, one message per
  * WebSocket frame) and Tandem's own message types, as matching `write*` / `read*` pairs over lib0.
  * Frames are decoded once, at the edge, into a discriminated union; anything that does not decode
- * exactly (unknown type, truncated, trailing bytes) is a `malformed_message` error.
+ * exactly (truncated, trailing bytes, and, from a client, an unknown type) is a `malformed_message`
+ * error. A server message of a type a client does not know decodes as `unknown` (PROTOCOL.md,
+ * Versioning): a newer server may add notices.
  *
  * PROTOCOL.md beside this file gives every message's bytes.
  */

@@ -15,11 +15,11 @@ import { builtInAuthenticate } from './auth/authenticator.ts'
 import type { Connection, ConnectionContext } from './sync/connection.ts'
 import type { PeerSocket } from './sync/peer-socket.ts'
 import { ConnectionRateLimiter, syncRoute } from './sync/route.ts'
-import { type Fanout, LocalFanout } from './rooms/fanout.ts'
 import { LimitedWebSocket } from './sync/socket.ts'
 import { MemoryBudget } from './rooms/memory-budget.ts'
 import { Metrics } from './metrics.ts'
-import { DEFAULTS, type ServerOptions, resolveOptions } from './options.ts'
+import { type Engines, openEngines } from './engines.ts'
+import { type ResolvedOptions, type ServerOptions, resolveOptions } from './options.ts'
 import { PendingAccess } from './auth/pending-access.ts'
 import { playground } from './playground.ts'
 import { errorHandler, notFoundHandler, sendError } from './error-reply.ts'
@@ -27,7 +27,7 @@ import { restApi } from './rest/index.ts'
 import { validatorCompiler } from './rest/validation.ts'
 import { RoomRegistry } from './rooms/registry.ts'
 import { KeyedSerial } from './keyed-serial.ts'
-import { openLevelStore } from './store/level-store.ts'
+import type { StoreHealth } from './store/level-store.ts'
 import type { Store } from './store/types.ts'
 import { TokenVerifier } from './auth/token-verifier.ts'
 
@@ -70,34 +70,6 @@ const loggerOptions = (options: ServerOptions): Pick<FastifyServerOptions, 'logg
 
 export async function createServer(options: ServerOptions): Promise<FastifyInstance> {
   const resolved = resolveOptions(options)
-  let storeHealthChanged = (health: string, reason: string): void => {
-    process.stderr.write(`tandem: store ${health}: ${reason}\n`)
-  }
-  const store =
-    options.store ??
-    (await openLevelStore(options.dataDir ?? DEFAULTS.dataDir, {
-      sync: resolved.syncWrites,
-      reserveBytes: resolved.limits.diskReserveBytes,
-      // Before the app exists its logger does not either: what the store says goes to stderr then.
-      onHealth: (health, reason) => storeHealthChanged(health, reason),
-    }))
-  try {
-    const app = await build(options, resolved, store)
-    storeHealthChanged = (health, reason) => {
-      if (health === 'ok') {
-        app.log.warn({ reason }, 'store writable again: acknowledging writes')
-        app.tandem.pending.retryNow()
-      }
-      else app.log.error({ reason }, 'store read-only: no write is acknowledged until the disk has room again')
-    }
-    return app
-  } catch (err) {
-    await store.close()
-    throw err
-  }
-}
-
-async function build(options: ServerOptions, resolved: ReturnType<typeof resolveOptions>, store: Store): Promise<FastifyInstance> {
   const app = Fastify({
     ...loggerOptions(options),
     // Refused while closing by the hook below, with a coded body (Fastify's own 503 has none).
@@ -108,6 +80,32 @@ async function build(options: ServerOptions, resolved: ReturnType<typeof resolve
     // Fastify's own refusals (a path parameter too long, a URL that does not decode) get coded bodies.
     frameworkErrors: errorHandler,
   })
+  const metrics = new Metrics()
+  let onStoreHealth: (health: StoreHealth, reason: string) => void = () => {}
+  let engines: Engines
+  try {
+    engines = await openEngines(options, resolved, app.log, metrics, (health, reason) => onStoreHealth(health, reason))
+  } catch (err) {
+    await app.close()
+    throw err
+  }
+  try {
+    await build(app, options, resolved, metrics, engines)
+  } catch (err) {
+    await engines.close()
+    throw err
+  }
+  onStoreHealth = (health, reason) => {
+    if (health === 'ok') {
+      app.log.warn({ reason }, 'store writable again: acknowledging writes')
+      app.tandem.pending.retryNow()
+    } else app.log.error({ reason }, 'store read-only: no write is acknowledged until the disk has room again')
+  }
+  return app
+}
+
+async function build(app: FastifyInstance, options: ServerOptions, resolved: ResolvedOptions, metrics: Metrics, engines: Engines): Promise<void> {
+  const { store, fanout } = engines
   app.setValidatorCompiler(validatorCompiler)
   app.setErrorHandler(errorHandler)
   app.setNotFoundHandler(notFoundHandler)
@@ -115,9 +113,7 @@ async function build(options: ServerOptions, resolved: ReturnType<typeof resolve
   app.addHook('onRequest', async (_request, reply) => {
     if (closing) await sendError(reply.header('connection', 'close'), 'unavailable', 'the server is shutting down; try again shortly')
   })
-  const metrics = new Metrics()
   const memory = new MemoryBudget(resolved.limits.maxLoadedMemoryBytes)
-  const fanout: Fanout = new LocalFanout()
   const registry = new RoomRegistry(
     {
       store,
@@ -152,6 +148,7 @@ async function build(options: ServerOptions, resolved: ReturnType<typeof resolve
     log: app.log,
     serial,
     accessTokenRoomsPerPattern: resolved.limits.accessTokenRoomsPerPattern,
+    ...(engines.cluster !== null && { publisher: engines.cluster.publisher }),
   })
   const authenticate =
     options.authenticate ??
@@ -188,8 +185,9 @@ async function build(options: ServerOptions, resolved: ReturnType<typeof resolve
   })
   app.addHook('onClose', async () => {
     pending.close()
-    await store.close()
+    await engines.close()
   })
+  await engines.cluster?.start(access, registry, connections)
 
   await app.register(restApi, {
     secret: resolved.secret,
@@ -208,7 +206,9 @@ async function build(options: ServerOptions, resolved: ReturnType<typeof resolve
 
   app.get('/healthz', async () => {
     const storeHealth = store.health()
-    return { status: storeHealth === 'ok' ? 'ok' : 'degraded', store: storeHealth, rooms: registry.size, connections: connections.size }
+    const report = engines.report()
+    const degraded = storeHealth !== 'ok' || Object.values(report).some((state) => state !== 'ok') || access.unavailable !== null
+    return { status: degraded ? 'degraded' : 'ok', store: storeHealth, engines: report, rooms: registry.size, connections: connections.size }
   })
 
   app.get('/metrics', async (_request, reply) => {
@@ -217,6 +217,4 @@ async function build(options: ServerOptions, resolved: ReturnType<typeof resolve
   })
 
   syncRoute(app, { context, limits: resolved.limits, sockets, connectionRate, yWebsocketCompat: resolved.yWebsocketCompat })
-
-  return app
 }

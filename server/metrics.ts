@@ -45,6 +45,31 @@ export class Metrics {
     registers: [this.registry],
   })
 
+  /** Distributed mode: how long after another process appended an update it was applied here. */
+  readonly #clusterLag = new Histogram({
+    name: 'tandem_cluster_lag_seconds',
+    help: 'Time from another process appending an update to this process applying it',
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5],
+    registers: [this.registry],
+  })
+
+  /** Distributed mode: engine round trips (Redis commands, PostgreSQL queries), by engine. */
+  readonly #engineLatency = new Histogram({
+    name: 'tandem_engine_latency_seconds',
+    help: 'Round trips to Redis and PostgreSQL in the distributed mode',
+    labelNames: ['engine'] as const,
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+    registers: [this.registry],
+  })
+
+  observeClusterLag(seconds: number): void {
+    this.#clusterLag.observe(seconds)
+  }
+
+  observeEngine(engine: 'redis' | 'postgres', seconds: number): void {
+    this.#engineLatency.observe({ engine }, seconds)
+  }
+
   constructor() {
     const r = this.registry
     countedBy(r, 'tandem_messages_in_total', 'WebSocket messages received', () => this.messagesIn)

@@ -14,8 +14,19 @@ export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' |
 export { DEFAULT_LIMITS, type Limits } from './limits.ts'
 
 export interface ServerOptions {
-  /** LevelDB directory; ignored when `store` is given. */
+  /** LevelDB directory; ignored when `store` or `databaseUrl` is given. */
   dataDir?: string
+  /**
+   * PostgreSQL (15+) URL: documents, rooms, ACLs, history and revocations in PostgreSQL instead of
+   * LevelDB. With `redisUrl`, the distributed mode: many processes as one server (SPEC 7.1).
+   */
+  databaseUrl?: string
+  /** Redis (7+) URL: the distributed mode, with `databaseUrl` (each room's durable log, the bus between processes). */
+  redisUrl?: string
+  /** Every Redis key of this deployment starts with it (default `tandem:`). */
+  redisPrefix?: string
+  /** Redis replicas a write must reach before it is acknowledged (`WAIT`; default 0). */
+  redisWaitReplicas?: number
   /** A document store to use instead of opening LevelDB at `dataDir` (the server closes it). */
   store?: Store
   /** Server secret (signs tokens, authenticates REST). Never logged. */

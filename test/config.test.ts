@@ -26,6 +26,10 @@ const DEFAULTS: Config = {
   broadcastWindowMs: 0,
   storeWindowMs: 50,
   limits: {},
+  databaseUrl: null,
+  redisUrl: null,
+  redisPrefix: 'tandem:',
+  redisWaitReplicas: 0,
 }
 
 /** Asserts `run` throws a one-line ConfigError naming `setting`, and returns it. */
@@ -85,6 +89,10 @@ describe('parseConfig', () => {
       broadcastWindowMs: 10,
       storeWindowMs: 0,
       limits: {},
+      databaseUrl: null,
+      redisUrl: null,
+      redisPrefix: 'tandem:',
+      redisWaitReplicas: 0,
     })
   })
 
@@ -130,6 +138,10 @@ describe('parseConfig', () => {
       broadcastWindowMs: 1000,
       storeWindowMs: 7,
       limits: {},
+      databaseUrl: null,
+      redisUrl: null,
+      redisPrefix: 'tandem:',
+      redisWaitReplicas: 0,
     })
   })
 

@@ -22,7 +22,7 @@ describe('operations', () => {
     await client.next('sync-step-2')
     const res = await server.app.inject({ method: 'GET', url: '/healthz' })
     expect(res.statusCode).toBe(200)
-    expect(res.json()).toEqual({ status: 'ok', store: 'ok', rooms: 1, connections: 1 })
+    expect(res.json()).toEqual({ status: 'ok', store: 'ok', engines: { leveldb: 'ok' }, rooms: 1, connections: 1 })
   })
 
   it('/metrics counts rooms, connections, messages, bytes, applied and rejected updates, store latency', async () => {

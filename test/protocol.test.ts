@@ -1,4 +1,7 @@
-/** protocol/: every message round-trips through its write/read pair, and anything else is malformed_message. */
+/**
+ * protocol/: every message round-trips through its write/read pair, and anything else is
+ * malformed_message, except a server message type a client does not know (decoded as unknown).
+ */
 
 import * as encoding from 'lib0/encoding'
 import { describe, expect, it } from 'vitest'
@@ -93,6 +96,37 @@ describe('server messages', () => {
 
   it('closes permission bits under implication when reading them', () => {
     expect(decodeServerMessage(encodeFrame(writeAccessChanged, 4))).toEqual({ kind: 'access-changed', permissions: 7 })
+  })
+
+  // PROTOCOL.md, "Versioning": a newer server's type is skipped whole, whatever its payload.
+  const typeOnly = (type: number, ...payload: number[]): Uint8Array => {
+    const encoder = encoding.createEncoder()
+    encoding.writeVarUint(encoder, type)
+    for (const b of payload) encoding.writeUint8(encoder, b)
+    return encoding.toUint8Array(encoder)
+  }
+  it.each([
+    ['an unknown type alone', typeOnly(99), 99],
+    ['an unknown type with a payload', typeOnly(99, 3, 1, 2, 3), 99],
+    ['an unknown type with a payload that would be truncated as any known one', typeOnly(37, 0x80), 37],
+    ['an unknown multi-byte type number', typeOnly(300, 0), 300],
+  ])('%s decodes as unknown', (_name, frame, type) => {
+    expect(decodeServerMessage(frame)).toEqual({ kind: 'unknown', type })
+  })
+
+  // Only the type number may be new: the rest stays as strict as a client's messages.
+  it.each([
+    ['empty frame', bytes()],
+    ['truncated type', bytes(0x80)],
+    ['truncated known message', bytes(36, 0x80)],
+    ['known message with a payload longer than the frame', bytes(0, 1, 5, 1)],
+    ['trailing bytes after a known message', Uint8Array.from([...encodeFrame(writeSaved, 1), 0])],
+    ['unknown sync type', bytes(0, 3, 0)],
+    ['unknown y-protocols auth sub-type', bytes(2, 1, 0)],
+    ['client-only type from a server: auth', encodeFrame(writeAuth, 'tok')],
+    ['client-only type from a server: query awareness', encodeFrame(writeQueryAwareness)],
+  ])('%s is malformed_message', (_name, frame) => {
+    expect(codeOf(() => decodeServerMessage(frame))).toBe('malformed_message')
   })
 })
 

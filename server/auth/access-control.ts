@@ -10,6 +10,7 @@ import { CloseCode, TandemError } from '../../protocol/errors.ts'
 import { type PermissionBits, canRead, closePermissionBits } from '../../protocol/permissions.ts'
 import { matchingPattern } from '../../protocol/tokens.ts'
 import { type Identity, resolvePermissions } from './acl.ts'
+import type { AccessEvent, AccessPublisher } from './access-events.ts'
 import type { PendingAccess } from './pending-access.ts'
 import type { KeyedSerial } from '../keyed-serial.ts'
 import type { Authorize, LiveSession, Session } from './session.ts'
@@ -24,6 +25,8 @@ export interface AccessControlDeps {
   readonly log: FastifyBaseLogger
   /** Serialises changes to one room's record (shared with the REST routes). */
   readonly serial: KeyedSerial
+  /** Tells other processes of access changes (the distributed mode); absent on one process. */
+  readonly publisher?: AccessPublisher
   readonly accessTokenRoomsPerPattern: number
 }
 
@@ -32,6 +35,7 @@ export class AccessControl {
   readonly #roomsPerPattern: number
   readonly #store: RoomStore
   readonly #pending: PendingAccess
+  readonly #publisher: AccessPublisher | undefined
   readonly #authorize: Authorize | undefined
   readonly #connections: ReadonlySet<LiveSession>
   readonly #log: FastifyBaseLogger
@@ -40,6 +44,7 @@ export class AccessControl {
   constructor(deps: AccessControlDeps) {
     this.#store = deps.store
     this.#pending = deps.pending
+    this.#publisher = deps.publisher
     this.#authorize = deps.authorize
     this.#connections = deps.connections
     this.#log = deps.log
@@ -62,6 +67,7 @@ export class AccessControl {
    * first access: every room that holds a document is listed, readable and deletable over REST.
    */
   async evaluate(roomId: string, session: Omit<Session, 'permissions'>, options: { join?: boolean } = {}): Promise<PermissionBits> {
+    if (this.unavailable !== null) throw new TandemError('unavailable', this.unavailable)
     const record = await this.#pending.getRoom(roomId)
     const permissions = await this.#decide(roomId, record, session)
     if (options.join === true && record === null && canRead(permissions) && session.identity.kind !== 'user' && session.identity.kind !== 'anonymous') {
@@ -108,10 +114,12 @@ export class AccessControl {
    */
   async applyRecord(record: RoomRecord): Promise<void> {
     const stored = this.#pending.putRoom(record)
+    const published = this.#publish({ kind: 'room', record })
     await this.roomChanged(record.id)
     if (!(await stored)) {
       throw new TandemError('unavailable', 'the change is in effect for live sessions and new joins, but the store did not take it (a restart would forget it); retry')
     }
+    await this.#told(published)
   }
 
   /** Re-evaluates every live session in a room after its ACL changed. */
@@ -137,8 +145,18 @@ export class AccessControl {
    */
   async revoke(userId: string, roomId: string | null): Promise<number> {
     const at = Date.now()
-    this.#epoch++
     const stored = this.#pending.revoke(userId, roomId, at)
+    const published = this.#publish({ kind: 'revoked', userId, roomId, at })
+    const closed = this.#closeSessionsOf(userId, roomId)
+    if (!(await stored)) {
+      throw new TandemError('unavailable', `${closed} sessions were closed and the user is kept out, but the store did not take the revocation (a restart would forget it); retry`)
+    }
+    await this.#told(published)
+    return closed
+  }
+
+  #closeSessionsOf(userId: string, roomId: string | null): number {
+    this.#epoch++
     let closed = 0
     for (const connection of [...this.#connections]) {
       const actor = connection.session?.actor
@@ -147,15 +165,70 @@ export class AccessControl {
         closed++
       }
     }
-    if (!(await stored)) {
-      throw new TandemError('unavailable', `${closed} sessions were closed and the user is kept out, but the store did not take the revocation (a restart would forget it); retry`)
-    }
     return closed
   }
 
   /** Lifts a revocation; says whether there was one. Sessions are not told: they are already closed. */
-  reinstate(userId: string, roomId: string | null): Promise<boolean> {
-    return this.#pending.reinstate(userId, roomId)
+  async reinstate(userId: string, roomId: string | null): Promise<boolean> {
+    const reinstated = await this.#pending.reinstate(userId, roomId)
+    await this.#told(this.#publish({ kind: 'reinstated', userId, roomId }))
+    return reinstated
+  }
+
+  /** The room's records are gone from the store: the other processes close its sessions and drop it. */
+  async deleted(roomId: string): Promise<void> {
+    await this.#told(this.#publish({ kind: 'deleted', roomId }))
+  }
+
+  /**
+   * Applies a change another process made (and stored): held here ahead of the store's copy, and
+   * acted on at once, as that process did. A deletion is the cluster's to finish (it drops the room).
+   */
+  async applyRemote(event: AccessEvent): Promise<void> {
+    switch (event.kind) {
+      case 'room':
+        this.#pending.hold(event.record)
+        await this.roomChanged(event.record.id)
+        return
+      case 'revoked':
+        this.#pending.holdRevocation(event.userId, event.roomId, event.at)
+        this.#closeSessionsOf(event.userId, event.roomId)
+        return
+      case 'reinstated':
+        this.#pending.forgetRevocation(event.userId, event.roomId)
+        return
+      case 'deleted':
+        this.#pending.forgetRoom(event.roomId)
+        this.roomDeleted(event.roomId)
+        return
+      default: {
+        const unreachable: never = event
+        return unreachable
+      }
+    }
+  }
+
+  /**
+   * While set, no session is admitted (`unavailable`, try later): this process cannot hear the
+   * other processes' access changes (fail closed), the cluster decides.
+   */
+  unavailable: string | null = null
+
+  #publish(event: AccessEvent): Promise<boolean> {
+    if (this.#publisher === undefined) return Promise.resolve(true)
+    return this.#publisher.publish(event).then(
+      () => true,
+      (err: unknown) => {
+        this.#log.error({ err, event: event.kind }, 'access change not told to the other processes')
+        return false
+      },
+    )
+  }
+
+  async #told(published: Promise<boolean>): Promise<void> {
+    if (!(await published)) {
+      throw new TandemError('unavailable', 'the change is stored and in effect on this process, but the other processes could not be told; retry')
+    }
   }
 
   /** Closes every session of a room being deleted with 4404; joins being decided decide again. */

@@ -10,6 +10,8 @@ import type { FastifyBaseLogger } from 'fastify'
 import type { RoomRecord, RoomStore } from '../store/types.ts'
 
 const RETRY_MS = 2_000
+/** Changes from other processes held at most (the oldest go: by then the store has them). */
+const MAX_HELD = 10_000
 
 const revocationKey = (userId: string, roomId: string | null): string => `${userId}\u0000${roomId ?? ''}`
 
@@ -18,6 +20,9 @@ export class PendingAccess {
   readonly #log: FastifyBaseLogger
   readonly #records = new Map<string, RoomRecord>()
   readonly #revocations = new Map<string, { userId: string; roomId: string | null; at: number }>()
+  /** What other processes changed (they store it): the newest known, ahead of the store's copy. */
+  readonly #held = new Map<string, RoomRecord>()
+  readonly #heldRevocations = new Map<string, number>()
   #retry: NodeJS.Timeout | null = null
 
   constructor(store: RoomStore, log: FastifyBaseLogger) {
@@ -27,7 +32,7 @@ export class PendingAccess {
 
   /** The room's record as in effect: a change not stored yet wins. */
   async getRoom(roomId: string): Promise<RoomRecord | null> {
-    return this.#records.get(roomId) ?? (await this.#store.getRoom(roomId))
+    return this.#records.get(roomId) ?? this.#held.get(roomId) ?? (await this.#store.getRoom(roomId))
   }
 
   /** In effect at once; says whether the store has it too. */
@@ -38,7 +43,12 @@ export class PendingAccess {
 
   /** The latest revocation of the user that applies to the room, stored or not (a failing read throws: fail closed). */
   async revokedAt(userId: string, roomId: string): Promise<number> {
-    const held = Math.max(this.#revocations.get(revocationKey(userId, null))?.at ?? 0, this.#revocations.get(revocationKey(userId, roomId))?.at ?? 0)
+    const held = Math.max(
+      this.#revocations.get(revocationKey(userId, null))?.at ?? 0,
+      this.#revocations.get(revocationKey(userId, roomId))?.at ?? 0,
+      this.#heldRevocations.get(revocationKey(userId, null)) ?? 0,
+      this.#heldRevocations.get(revocationKey(userId, roomId)) ?? 0,
+    )
     return Math.max(held, await this.#store.revokedAt(userId, roomId))
   }
 
@@ -51,12 +61,33 @@ export class PendingAccess {
 
   async reinstate(userId: string, roomId: string | null): Promise<boolean> {
     const held = this.#revocations.delete(revocationKey(userId, roomId))
+    this.#heldRevocations.delete(revocationKey(userId, roomId))
     return (await this.#store.reinstate(userId, roomId)) || held
+  }
+
+  /** Another process changed the record (it stores it): in effect here at once, not written again. */
+  hold(record: RoomRecord): void {
+    this.#held.set(record.id, record)
+    if (this.#held.size > MAX_HELD) this.#held.delete(this.#held.keys().next().value!)
+  }
+
+  /** Another process revoked the user (it stores the revocation): in effect here at once. */
+  holdRevocation(userId: string, roomId: string | null, at: number): void {
+    const key = revocationKey(userId, roomId)
+    this.#heldRevocations.set(key, Math.max(at, this.#heldRevocations.get(key) ?? 0))
+    if (this.#heldRevocations.size > MAX_HELD) this.#heldRevocations.delete(this.#heldRevocations.keys().next().value!)
+  }
+
+  /** Another process reinstated the user. */
+  forgetRevocation(userId: string, roomId: string | null): void {
+    this.#heldRevocations.delete(revocationKey(userId, roomId))
+    this.#revocations.delete(revocationKey(userId, roomId))
   }
 
   /** The room was deleted: a record held for it is gone too. */
   forgetRoom(roomId: string): void {
     this.#records.delete(roomId)
+    this.#held.delete(roomId)
   }
 
   /** The store can write again: what it could not take goes now. */

@@ -26,6 +26,12 @@ export interface Config {
   jwtPublicKey: string | null
   jwtIssuer: string | null
   jwtAudience: string | null
+  /** PostgreSQL URL (documents and ACLs there; with redisUrl, the distributed mode). */
+  databaseUrl: string | null
+  /** Redis URL: the distributed mode (needs databaseUrl). */
+  redisUrl: string | null
+  redisPrefix: string
+  redisWaitReplicas: number
   logLevel: LogLevel
   /** Serve the demo web app at /playground. */
   playground: boolean
@@ -70,6 +76,10 @@ const SETTINGS = {
   jwtPublicKey: { flag: 'jwt-public-key', env: 'TANDEM_JWT_PUBLIC_KEY', type: 'string' },
   jwtIssuer: { flag: 'jwt-issuer', env: 'TANDEM_JWT_ISSUER', type: 'string' },
   jwtAudience: { flag: 'jwt-audience', env: 'TANDEM_JWT_AUDIENCE', type: 'string' },
+  databaseUrl: { flag: 'database-url', env: 'TANDEM_DATABASE_URL', type: 'string' },
+  redisUrl: { flag: 'redis-url', env: 'TANDEM_REDIS_URL', type: 'string' },
+  redisPrefix: { flag: 'redis-prefix', env: 'TANDEM_REDIS_PREFIX', type: 'string' },
+  redisWaitReplicas: { flag: 'redis-wait-replicas', env: 'TANDEM_REDIS_WAIT_REPLICAS', type: 'string' },
   logLevel: { flag: 'log-level', env: 'TANDEM_LOG_LEVEL', type: 'string' },
   playground: { flag: 'playground', env: 'TANDEM_PLAYGROUND', type: 'boolean' },
   broadcastWindowMs: { flag: 'broadcast-window-ms', env: 'TANDEM_BROADCAST_WINDOW_MS', type: 'string' },
@@ -101,6 +111,13 @@ Each option may instead be set by the environment variable in brackets; a flag w
   --jwt-public-key <pem>  ... or by this public key, PEM text or a file [TANDEM_JWT_PUBLIC_KEY]
   --jwt-issuer <iss>      required issuer of those tokens [TANDEM_JWT_ISSUER]
   --jwt-audience <aud>    required audience of those tokens [TANDEM_JWT_AUDIENCE]
+  --database-url <url>    PostgreSQL: documents, rooms and ACLs there instead of LevelDB
+                          [TANDEM_DATABASE_URL]
+  --redis-url <url>       Redis: with --database-url, many processes as one server (the
+                          distributed mode; every process needs the same --secret) [TANDEM_REDIS_URL]
+  --redis-prefix <p>      every Redis key starts with it [TANDEM_REDIS_PREFIX] (default tandem:)
+  --redis-wait-replicas <n>  Redis replicas a write must reach before it is acknowledged
+                          [TANDEM_REDIS_WAIT_REPLICAS] (default 0)
   --log-level <level>     ${LOG_LEVELS.join(', ')} [TANDEM_LOG_LEVEL] (default info)
   --broadcast-window-ms <n>  a busy room relays document updates at most once per n ms, merged
                           into one frame per receiver (the first after a pause goes at once);
@@ -201,6 +218,7 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): Config {
     ...parseJwt(text(SETTINGS.jwksUrl), text(SETTINGS.jwtPublicKey)),
     jwtIssuer: text(SETTINGS.jwtIssuer) ?? null,
     jwtAudience: text(SETTINGS.jwtAudience) ?? null,
+    ...parseEngines(text(SETTINGS.databaseUrl), text(SETTINGS.redisUrl), text(SETTINGS.redisPrefix), text(SETTINGS.redisWaitReplicas)),
     logLevel: parseLogLevel(text(SETTINGS.logLevel)),
     playground: bool(SETTINGS.playground),
     broadcastWindowMs: parseWindow(SETTINGS.broadcastWindowMs, text(SETTINGS.broadcastWindowMs), DEFAULTS.broadcastWindowMs),
@@ -230,6 +248,25 @@ function parseJwt(jwksUrl: string | undefined, publicKey: string | undefined): P
   if (jwksUrl !== undefined && !URL.canParse(jwksUrl)) throw invalid(SETTINGS.jwksUrl, `expected a URL, got ${shown(jwksUrl)}`)
   if (jwksUrl !== undefined && !/^https?:$/.test(new URL(jwksUrl).protocol)) throw invalid(SETTINGS.jwksUrl, `expected an http(s) URL, got ${shown(jwksUrl)}`)
   return { jwksUrl: jwksUrl ?? null, jwtPublicKey: publicKey ?? null }
+}
+
+function parseEngines(
+  databaseUrl: string | undefined,
+  redisUrl: string | undefined,
+  prefix: string | undefined,
+  waitReplicas: string | undefined,
+): Pick<Config, 'databaseUrl' | 'redisUrl' | 'redisPrefix' | 'redisWaitReplicas'> {
+  // URLs may carry a password: never shown, only their scheme is checked.
+  if (databaseUrl !== undefined && !/^postgres(ql)?:\/\//.test(databaseUrl)) throw invalid(SETTINGS.databaseUrl, 'expected a postgres:// or postgresql:// URL')
+  if (redisUrl !== undefined && !/^rediss?:\/\//.test(redisUrl)) throw invalid(SETTINGS.redisUrl, 'expected a redis:// or rediss:// URL')
+  if (redisUrl !== undefined && databaseUrl === undefined) {
+    throw invalid(SETTINGS.redisUrl, `the distributed mode needs PostgreSQL too: set ${label(SETTINGS.databaseUrl)}`)
+  }
+  const redisPrefix = prefix ?? 'tandem:'
+  if (!/^[\w:.-]{1,64}$/.test(redisPrefix)) throw invalid(SETTINGS.redisPrefix, `expected 1 to 64 letters, digits, _ : . -, got ${shown(redisPrefix)}`)
+  const replicas = waitReplicas === undefined ? 0 : /^\d{1,2}$/.test(waitReplicas) ? Number(waitReplicas) : NaN
+  if (Number.isNaN(replicas)) throw invalid(SETTINGS.redisWaitReplicas, `expected an integer from 0 to 99, got ${shown(waitReplicas!)}`)
+  return { databaseUrl: databaseUrl ?? null, redisUrl: redisUrl ?? null, redisPrefix, redisWaitReplicas: replicas }
 }
 
 function parseBoolean(s: Setting, value: string | undefined): boolean {

@@ -30,6 +30,8 @@ try {
 
 const dataDir = resolve(config.dataDir)
 let secret = config.secret
+// Several processes must share one secret: a generated one would be each process's own.
+if (secret === null && config.redisUrl !== null) fail('set --secret (TANDEM_SECRET) in the distributed mode: every process must share it')
 if (secret === null) {
   const loaded = await loadOrCreateSecret(dataDir).catch((err: unknown) => fail(messageOf(err)))
   secret = loaded.secret
@@ -50,14 +52,18 @@ const readPem = (value: string | null): string | undefined => {
   }
 }
 
-const { allowAnonymous, yWebsocketCompat, syncWrites, trustIdentityHeaders, logLevel, playground, broadcastWindowMs, storeWindowMs, limits } = config
+const { allowAnonymous, yWebsocketCompat, syncWrites, trustIdentityHeaders, logLevel, playground, broadcastWindowMs, storeWindowMs, limits, redisPrefix, redisWaitReplicas } = config
+const engines = {
+  ...(config.databaseUrl !== null && { databaseUrl: config.databaseUrl }),
+  ...(config.redisUrl !== null && { redisUrl: config.redisUrl, redisPrefix, redisWaitReplicas }),
+}
 const jwt = {
   ...(config.jwksUrl !== null && { jwksUrl: config.jwksUrl }),
   ...(config.jwtPublicKey !== null && { publicKeyPem: readPem(config.jwtPublicKey) }),
   ...(config.jwtIssuer !== null && { issuer: config.jwtIssuer }),
   ...(config.jwtAudience !== null && { audience: config.jwtAudience }),
 }
-const app = await createServer({ dataDir, secret, allowAnonymous, yWebsocketCompat, syncWrites, trustIdentityHeaders, jwt, logLevel, playground, broadcastWindowMs, storeWindowMs, limits }).catch(
+const app = await createServer({ dataDir, secret, allowAnonymous, yWebsocketCompat, syncWrites, trustIdentityHeaders, jwt, logLevel, playground, broadcastWindowMs, storeWindowMs, limits, ...engines }).catch(
   (err: unknown) => {
     // Misconfiguration and start-up refusals (a data dir in use, of another schema): one line.
     if (err instanceof ConfigError) fail(err.message)

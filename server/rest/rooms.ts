@@ -169,6 +169,8 @@ export async function roomRoutes(fastify: FastifyInstance, deps: RoomRoutesDeps)
           pending.forgetRoom(roomId)
           access.changed()
         })
+        // The other processes close their sessions of it and drop it too.
+        await access.deleted(roomId)
       })
       return reply.code(204).send(null)
     },

@@ -2,10 +2,13 @@
  * Fan-out: who in a room receives a frame. A room hands every frame it relays (document updates,
  * awareness changes) to its channel, encoded once; the channel delivers it to the room's members.
  *
- * `LocalFanout` delivers within this process. A fan-out across several server processes (a Redis
- * bus, say) implements the same two interfaces: its channel also publishes each frame to the bus and
- * passes frames from other processes to `RemoteFrames`, which the room applies like local ones.
+ * `LocalFanout` delivers within this process. A fan-out across several server processes (cluster/,
+ * on Redis) implements the same two interfaces: its channel shares the room's presence with the
+ * other processes and passes what they did to `RemoteFrames`, which the room applies like local
+ * frames (their updates come from the room's durable log, which the store keeps).
  */
+
+import type { AwarenessEntry } from '../../protocol/awareness.ts'
 
 /**
  * One broadcast's frame, shared by all its receivers: the transport of the first one to need it
@@ -46,17 +49,27 @@ export interface Member {
   send(frame: Uint8Array, shared?: SharedFrame): void
 }
 
-/** Frames published by the same room in other processes; LocalFanout never has any. */
+/**
+ * What the same room in other processes did, as a fan-out across processes delivers it to the
+ * room here (LocalFanout never has any): updates they accepted and stored, presence of their
+ * clients (by the process it comes from), a process gone (its clients' presence goes too), and a
+ * process asking what presence this one holds (it just loaded the room).
+ */
 export interface RemoteFrames {
   update(update: Uint8Array): void
-  awareness(awarenessUpdate: Uint8Array): void
+  awareness(awarenessUpdate: Uint8Array, source: string): void
+  sourceGone(source: string): void
+  /** The presence states of this process's own members, to answer another process's query. */
+  localPresence(): Uint8Array | null
 }
 
 export interface RoomChannel<M extends Member = Member> {
   join(member: M): void
   leave(member: M): void
-  /** Delivers `frame` to every member but `except`. */
+  /** Delivers `frame` to every member here but `except`. */
   broadcast(frame: Uint8Array, except?: object | null): void
+  /** Shares presence decided here (members' states, their removals) with the room in other processes. */
+  shareAwareness(entries: readonly AwarenessEntry[]): void
   readonly size: number
   members(): IterableIterator<M>
   close(): void
@@ -84,6 +97,8 @@ class LocalChannel<M extends Member> implements RoomChannel<M> {
       if (member !== except) member.send(frame, shared)
     }
   }
+
+  shareAwareness(): void {}
 
   get size(): number {
     return this.#members.size

@@ -62,8 +62,12 @@ export class Presence<O> {
     this.#limits = limits
   }
 
-  /** Applies entries sent by `owner`, keeping y-protocols' clock rule, and says what to relay. */
-  apply(owner: O, entries: readonly AwarenessEntry[]): PresenceResult {
+  /**
+   * Applies entries sent by `owner`, keeping y-protocols' clock rule, and says what to relay.
+   * `perOwner` caps the clientIDs one owner holds (default: a connection's cap; another process,
+   * relaying many connections already capped there, passes its own).
+   */
+  apply(owner: O, entries: readonly AwarenessEntry[], perOwner = this.#limits.maxAwarenessClients): PresenceResult {
     const accepted: AwarenessEntry[] = []
     const replies: AwarenessEntry[] = []
     let forbidden = 0
@@ -93,7 +97,7 @@ export class Presence<O> {
         }
         const owned = this.#owned.get(owner) ?? new Set<number>()
         // Per owner, and per room: many connections together must not grow the room without bound.
-        if (owned.size >= this.#limits.maxAwarenessClients || this.#records.size >= this.#limits.maxAwarenessEntriesPerRoom) {
+        if (owned.size >= perOwner || this.#records.size >= this.#limits.maxAwarenessEntriesPerRoom) {
           forbidden++
           continue
         }
@@ -131,11 +135,11 @@ export class Presence<O> {
     return removals
   }
 
-  /** Every live state, for a newcomer or a query. */
-  snapshot(): AwarenessEntry[] {
+  /** Every live state (of the owners `which` picks, when given), for a newcomer or a query. */
+  snapshot(which?: (owner: O) => boolean): AwarenessEntry[] {
     const entries: AwarenessEntry[] = []
     for (const [clientID, record] of this.#records) {
-      if (record.state !== REMOVED_STATE) entries.push({ clientID, clock: record.clock, state: record.state })
+      if (record.state !== REMOVED_STATE && (which === undefined || which(record.owner))) entries.push({ clientID, clock: record.clock, state: record.state })
     }
     return entries
   }

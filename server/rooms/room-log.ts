@@ -27,6 +27,27 @@ export interface Writer {
   writeDelayed(): void
 }
 
+/**
+ * The log's time: a monotonic clock for the store window, the wall clock for history entries and the
+ * closing deadline, and the timers of the window and the retry backoff. Tests pass a fake one.
+ */
+export interface LogClock {
+  /** Monotonic milliseconds (`performance.now()`). */
+  now(): number
+  /** Milliseconds since the epoch (`Date.now()`). */
+  wallNow(): number
+  setTimeout(fn: () => void, ms: number): unknown
+  clearTimeout(handle: unknown): void
+}
+
+/** The process's clock and timers. */
+export const realClock: LogClock = {
+  now: () => performance.now(),
+  wallNow: () => Date.now(),
+  setTimeout: (fn, ms) => setTimeout(fn, ms),
+  clearTimeout: (handle) => clearTimeout(handle as ReturnType<typeof setTimeout>),
+}
+
 export interface RoomLogDeps {
   readonly store: DocumentStore
   readonly metrics: Metrics
@@ -34,6 +55,8 @@ export interface RoomLogDeps {
   readonly compactAfterRecords: number
   /** A busy room appends at most once per this many ms (0: as soon as the previous append is done). */
   readonly storeWindowMs: number
+  /** Time and timers (default: the real ones). */
+  readonly clock?: LogClock
 }
 
 /** What one writer put into the batch being stored, for its acknowledgement and the history. */
@@ -54,6 +77,7 @@ export class RoomLog {
   readonly #roomId: string
   readonly #doc: Y.Doc
   readonly #deps: RoomLogDeps
+  readonly #clock: LogClock
   /** Told the snapshot size after each compaction (the room's size estimate becomes exact). */
   readonly #onCompacted: (bytes: number) => void
 
@@ -77,7 +101,7 @@ export class RoomLog {
   #closingSince: number | null = null
   /** Ends a store retry's backoff early (on close or stop). */
   #wakeRetry: (() => void) | null = null
-  /** When the last append began (performance.now()), and what ends the wait for the next window. */
+  /** When the last append began (the monotonic clock), and what ends the wait for the next window. */
   #lastAppend = -Infinity
   #wakeWindow: (() => void) | null = null
 
@@ -85,6 +109,7 @@ export class RoomLog {
     this.#roomId = roomId
     this.#doc = doc
     this.#deps = deps
+    this.#clock = deps.clock ?? realClock
     this.#firstSeq = stored.firstSeq
     this.#lastSeq = stored.lastSeq
     this.#onCompacted = onCompacted
@@ -128,7 +153,7 @@ export class RoomLog {
 
   /** The room is going: a failing store is retried a little longer, then given up on. */
   closing(): void {
-    this.#closingSince ??= Date.now()
+    this.#closingSince ??= this.#clock.wallNow()
     this.#wakeRetry?.()
     this.#wakeWindow?.()
   }
@@ -195,7 +220,7 @@ export class RoomLog {
       }
       if (records.length > 0) {
         const firstSeq = this.#lastSeq + 1
-        const at = Date.now()
+        const at = this.#clock.wallNow()
         const history: WriteRecord[] = []
         for (const [writer, c] of writers) {
           if (c.bytes > 0) history.push({ actor: writer.actor, at, writes: c.writes, bytes: c.bytes, clientIDs: [...c.clientIDs] })
@@ -215,18 +240,19 @@ export class RoomLog {
   async #window(): Promise<void> {
     const windowMs = this.#deps.storeWindowMs
     if (windowMs > 0 && this.#flushWaiters.length === 0 && this.#closingSince === null) {
-      const wait = this.#lastAppend + windowMs - performance.now()
+      const clock = this.#clock
+      const wait = this.#lastAppend + windowMs - clock.now()
       if (wait > 0) {
         await new Promise<void>((resolve) => {
-          const timer = setTimeout(resolve, wait)
+          const timer = clock.setTimeout(resolve, wait)
           this.#wakeWindow = () => {
-            clearTimeout(timer)
+            clock.clearTimeout(timer)
             resolve()
           }
         })
         this.#wakeWindow = null
       }
-      this.#lastAppend = performance.now()
+      this.#lastAppend = clock.now()
     }
   }
 
@@ -275,13 +301,14 @@ export class RoomLog {
       } catch (err) {
         this.#deps.metrics.storeErrors++
         const closing = this.#closingSince !== null
-        if (this.#stopped || (closing && Date.now() - this.#closingSince! > CLOSING_RETRY_MS)) return false
+        const clock = this.#clock
+        if (this.#stopped || (closing && clock.wallNow() - this.#closingSince! > CLOSING_RETRY_MS)) return false
         this.#deps.log.error({ err, roomId: this.#roomId, retryInMs: delay }, 'document store write failed; retrying')
         for (const writer of writers.keys()) writer.writeDelayed()
         await new Promise<void>((resolve) => {
-          const timer = setTimeout(resolve, closing ? RETRY_MIN_MS : delay)
+          const timer = clock.setTimeout(resolve, closing ? RETRY_MIN_MS : delay)
           this.#wakeRetry = () => {
-            clearTimeout(timer)
+            clock.clearTimeout(timer)
             resolve()
           }
         })

@@ -21,7 +21,8 @@
 
 import * as Y from 'yjs'
 import type { FastifyBaseLogger } from 'fastify'
-import { type AwarenessEntry, writeAwarenessUpdate } from '../../protocol/awareness.ts'
+import type { Actor } from '../../protocol/actor.ts'
+import { type AwarenessEntry, readAwarenessUpdate, writeAwarenessUpdate } from '../../protocol/awareness.ts'
 import { TandemError } from '../../protocol/errors.ts'
 import { encodeFrame, writeAwareness, writeUpdate } from '../../protocol/messages.ts'
 import type { Member, RoomChannel, Fanout } from './fanout.ts'
@@ -67,6 +68,17 @@ export interface RoomDeps {
 /** The origin of updates that other processes' rooms stored (fan-out across processes). */
 const REMOTE = Symbol('remote')
 
+/** Another process, as the owner of its clients' presence states here (it is never sent to). */
+class RemoteOwner implements RoomMember {
+  readonly actor: Actor
+  constructor(readonly source: string) {
+    this.actor = { kind: 'service', name: `process ${source}` }
+  }
+  send(): void {}
+  acknowledge(): void {}
+  writeDelayed(): void {}
+}
+
 /** Structs of a document: its struct store's lists, summed (one length per client). */
 const countStructs = (doc: Y.Doc): number => {
   let n = 0
@@ -98,6 +110,8 @@ export class Room {
    */
   #fullState: Uint8Array | null = null
   #presenceFrame: Uint8Array | null = null
+  /** The owners of other processes' presence, by process. */
+  readonly #remoteOwners = new Map<string, RemoteOwner>()
   /** The items of the doc's pending structs, for the update that Yjs holds them in. */
   #pendingCache: { update: Uint8Array; items: readonly ItemRef[] } | null = null
 
@@ -116,7 +130,18 @@ export class Room {
     this.presence = new Presence(deps.presenceLimits)
     this.#channel = deps.fanout.open<RoomMember>(id, {
       update: (update) => this.#applyRemote(update),
-      awareness: (awarenessUpdate) => this.#channel.broadcast(encodeFrame(writeAwareness, awarenessUpdate)),
+      awareness: (awarenessUpdate, source) => this.#applyRemoteAwareness(awarenessUpdate, source),
+      sourceGone: (source) => {
+        const owner = this.#remoteOwners.get(source)
+        if (owner === undefined) return
+        this.#remoteOwners.delete(source)
+        const removals = this.presence.removeOwner(owner)
+        if (removals.length > 0) this.#relayAwareness(removals, null, false)
+      },
+      localPresence: () => {
+        const entries = this.presence.snapshot((owner) => !(owner instanceof RemoteOwner))
+        return entries.length === 0 ? null : writeAwarenessUpdate(entries)
+      },
     })
     // A batch from one writer skips that writer; a mixed batch goes to all (Yjs ignores echoes).
     this.#broadcast = new BroadcastBatch<Writer>(deps.broadcastWindowMs, (frame, origin) => this.#channel.broadcast(frame, origin))
@@ -224,7 +249,7 @@ export class Room {
   leave(member: RoomMember): boolean {
     this.#channel.leave(member)
     const removals = this.presence.removeOwner(member)
-    if (removals.length > 0) this.#broadcastAwareness(removals, null)
+    if (removals.length > 0) this.#relayAwareness(removals, null, true)
     return this.#channel.size === 0
   }
 
@@ -315,16 +340,19 @@ export class Room {
     if (result.replies.length > 0) member.send(encodeFrame(writeAwareness, writeAwarenessUpdate(result.replies)))
     if (result.accepted.length === entries.length) {
       // Nothing was dropped: relay the frame as received, without re-encoding it.
-      if (entries.length > 0) this.#channel.broadcast(frame, member)
+      if (entries.length > 0) {
+        this.#channel.broadcast(frame, member)
+        this.#channel.shareAwareness(entries)
+      }
     } else if (result.accepted.length > 0) {
-      this.#broadcastAwareness(result.accepted, member)
+      this.#relayAwareness(result.accepted, member, true)
     }
     return result
   }
 
   /** Relays awareness entries the server decided on (removals of a member's states). */
   relayAwareness(entries: readonly AwarenessEntry[], except: RoomMember | null): void {
-    this.#broadcastAwareness(entries, except)
+    this.#relayAwareness(entries, except, true)
   }
 
   /** Relays the waiting writes to the room now: merged into one update, encoded once for all. */
@@ -377,8 +405,18 @@ export class Room {
     this.#channel.broadcast(encodeFrame(writeUpdate, update))
   }
 
-  #broadcastAwareness(entries: readonly AwarenessEntry[], except: RoomMember | null): void {
+  /** Relays presence to the members here; `share`: it was decided here, so other processes hear it too. */
+  #relayAwareness(entries: readonly AwarenessEntry[], except: RoomMember | null, share: boolean): void {
     this.#presenceFrame = null
     this.#channel.broadcast(encodeFrame(writeAwareness, writeAwarenessUpdate(entries)), except)
+    if (share) this.#channel.shareAwareness(entries)
+  }
+
+  /** Presence of another process's clients: owned by that process, already capped per client there. */
+  #applyRemoteAwareness(awarenessUpdate: Uint8Array, source: string): void {
+    let owner = this.#remoteOwners.get(source)
+    if (owner === undefined) this.#remoteOwners.set(source, (owner = new RemoteOwner(source)))
+    const result = this.presence.apply(owner, readAwarenessUpdate(awarenessUpdate), Number.POSITIVE_INFINITY)
+    if (result.accepted.length > 0) this.#relayAwareness(result.accepted, null, false)
   }
 }

@@ -1,14 +1,15 @@
 /**
  * Helpers for TandemProvider tests in Node: providers on ws with one call (cross-tab off unless
  * asked), a WebSocket class that counts the sockets a provider opens, counting upgrade requests on
- * the server, a provider's event log, event-based waits on provider state and documents, and a tiny
- * app auth endpoint (node:http) for the `{ endpoint }` auth form.
+ * the server, a provider's event log, event-based waits on provider state and documents, a clock a
+ * test moves by hand (the provider's `scheduler`), and a tiny app auth endpoint (node:http) for the
+ * `{ endpoint }` auth form.
  */
 
 import { type IncomingMessage, createServer as createHttpServer } from 'node:http'
 import { WebSocket } from 'ws'
 import * as Y from 'yjs'
-import { TandemProvider, type Status, type TandemProviderOptions } from '../../client/provider.ts'
+import { type Scheduler, TandemProvider, type Status, type TandemProviderOptions } from '../../client/provider.ts'
 import type { TandemError } from '../../protocol/errors.ts'
 import type { TestServer } from './server.ts'
 import { until, untilDocs } from './wait.ts'
@@ -18,17 +19,88 @@ type WebSocketClass = NonNullable<TandemProviderOptions['WebSocketPolyfill']>
 
 /**
  * A ws WebSocket class that counts the sockets created with it: every connection attempt a provider
- * makes is one construction, refused or not.
+ * makes is one construction, refused or not. `sockets` holds them, oldest first.
  */
-export const countingWebSocket = (): { readonly Class: WebSocketClass; readonly count: () => number } => {
-  let count = 0
+export const countingWebSocket = (): { readonly Class: WebSocketClass; readonly count: () => number; readonly sockets: readonly WebSocket[] } => {
+  const sockets: WebSocket[] = []
   class CountingWebSocket extends WebSocket {
     constructor(...args: ConstructorParameters<typeof WebSocket>) {
       super(...args)
-      count++
+      sockets.push(this)
     }
   }
-  return { Class: CountingWebSocket as unknown as WebSocketClass, count: () => count }
+  return { Class: CountingWebSocket as unknown as WebSocketClass, count: () => sockets.length, sockets }
+}
+
+/** A timer of a `ManualClock`, as `pending()` lists it. */
+export interface ManualTimer {
+  readonly kind: 'timeout' | 'interval'
+  /** The delay it was armed with (an interval's period). */
+  readonly ms: number
+  /** How far ahead of the clock it fires next. */
+  readonly dueIn: number
+}
+
+/**
+ * A provider `scheduler` whose time moves only when the test says: no timer fires by itself, so a
+ * test can see that nothing is armed (no reconnection scheduled) and run a backoff or a 30 s silence
+ * in no real time. `now()` starts at the real time, so token expiry reads as it would.
+ */
+export interface ManualClock extends Scheduler {
+  /**
+   * Moves the clock `ms` ahead, running every timer that comes due on the way, soonest first (ties in
+   * the order they were armed), each with `now()` at its due time; timers armed by those callbacks
+   * run too if they come due before the end.
+   */
+  advance(ms: number): void
+  /** The timers armed and not yet fired or cleared, soonest first. */
+  pending(): ManualTimer[]
+  /** Every `setTimeout` delay asked for so far, in order (the provider's backoffs). */
+  readonly timeouts: number[]
+}
+
+export const manualClock = (options: { start?: number; random?: () => number } = {}): ManualClock => {
+  interface Timer {
+    readonly id: number
+    readonly kind: 'timeout' | 'interval'
+    readonly ms: number
+    due: number
+    readonly callback: () => void
+  }
+  let now = options.start ?? Date.now()
+  let nextId = 1
+  const timers = new Map<number, Timer>()
+  const timeouts: number[] = []
+  const soonest = (): Timer[] => [...timers.values()].sort((a, b) => a.due - b.due || a.id - b.id)
+  const arm = (kind: Timer['kind'], callback: () => void, ms: number): number => {
+    const id = nextId++
+    // At least 1 ms, as Node (an interval of 0 would otherwise fire forever within one advance).
+    timers.set(id, { id, kind, ms, due: now + Math.max(1, ms), callback })
+    return id
+  }
+  return {
+    now: () => now,
+    setTimeout: (callback, ms) => {
+      timeouts.push(ms)
+      return arm('timeout', callback, ms)
+    },
+    setInterval: (callback, ms) => arm('interval', callback, ms),
+    clearTimeout: (handle) => void timers.delete(handle as number),
+    clearInterval: (handle) => void timers.delete(handle as number),
+    random: options.random ?? (() => 0.5),
+    advance(ms) {
+      const end = now + ms
+      for (let timer = soonest()[0]; timer !== undefined && timer.due <= end; timer = soonest()[0]) {
+        now = timer.due
+        if (timer.kind === 'timeout') timers.delete(timer.id)
+        else timer.due += Math.max(1, timer.ms)
+        timer.callback()
+      }
+      now = end
+    },
+    pending: () => soonest().map((t) => ({ kind: t.kind, ms: t.ms, dueIn: t.due - now })),
+    timeouts,
+  }
 }
 
 /** Counts WebSocket upgrade requests the server's HTTP listener received (every connection attempt that reached it). */
