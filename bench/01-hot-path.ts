@@ -151,9 +151,35 @@ async function measure(kind: string, trace: Trace, rounds: number): Promise<Resu
   }
   const note = `${n} updates, ${round(avgBytes)} B avg, ${RECEIVERS} receivers`
   return [
-    compared({ scenario: SCENARIO, metric: `${kind}: path`, value: round(path), unit: 'µs/update', target: kind === 'keystroke' ? 'ratio <= 1.5' : undefined, met: kind === 'keystroke' ? path / floor <= 1.5 : undefined, note }, 'Y.applyUpdate alone', round(floor)),
-    compared({ scenario: SCENARIO, metric: `${kind}: decode+validate`, value: round(parse), unit: 'µs/update', note: 'pure parsing share of the path' }, 'Y.applyUpdate alone', round(floor)),
-    compared({ scenario: SCENARIO, metric: `${kind}: process CPU`, value: round(cpu), unit: 'µs/update', note: 'whole process incl. store appends, LevelDB, event loop' }, 'Y.applyUpdate alone', round(floor)),
+    compared(
+      {
+        scenario: SCENARIO,
+        metric: `${kind}: path`,
+        value: round(path),
+        unit: 'µs/update',
+        target: kind === 'keystroke' ? 'ratio <= 1.5' : undefined,
+        met: kind === 'keystroke' ? path / floor <= 1.5 : undefined,
+        note,
+      },
+      'Y.applyUpdate alone',
+      round(floor),
+    ),
+    compared(
+      { scenario: SCENARIO, metric: `${kind}: decode+validate`, value: round(parse), unit: 'µs/update', note: 'pure parsing share of the path' },
+      'Y.applyUpdate alone',
+      round(floor),
+    ),
+    compared(
+      {
+        scenario: SCENARIO,
+        metric: `${kind}: process CPU`,
+        value: round(cpu),
+        unit: 'µs/update',
+        note: 'whole process incl. store appends, LevelDB, event loop',
+      },
+      'Y.applyUpdate alone',
+      round(floor),
+    ),
   ]
 }
 
@@ -164,7 +190,11 @@ export const scenario: Scenario = {
     const scale = quick ? 0.1 : 1
     // Warm the JIT on a separate trace so the first measured round is not the cold one.
     const warm = typingTrace(seed + 1_000, { keystrokes: 2_000, pastes: 20 })
-    await runPath(warm.updates.map((u) => encodeFrame(writeUpdate, u)), warm.text, 'warm')
+    await runPath(
+      warm.updates.map((u) => encodeFrame(writeUpdate, u)),
+      warm.text,
+      'warm',
+    )
     await runFloor(warm.updates, warm.text)
 
     const keystrokes = typingTrace(seed, { keystrokes: Math.round(30_000 * scale) })

@@ -77,8 +77,18 @@ async function history(label: string, trace: Trace): Promise<Result[]> {
     return [
       { scenario: SCENARIO, metric: `${label}: append`, value: round(n / (appendMs / 1_000)), unit: 'updates/s', note: `${note}, ${APPEND_BATCH} a batch` },
       { scenario: SCENARIO, metric: `${label}: compact`, value: round(compactMs), unit: 'ms', note },
-      compared({ scenario: SCENARIO, metric: `${label}: load after compaction`, value: round(loadAfter), unit: 'ms', note }, `load of ${n} records`, round(loadBefore)),
-      { scenario: SCENARIO, metric: `${label}: load after compaction per KB`, value: round((loadAfter * 1_000) / kb), unit: 'µs/KB', note: 'should not grow with history length' },
+      compared(
+        { scenario: SCENARIO, metric: `${label}: load after compaction`, value: round(loadAfter), unit: 'ms', note },
+        `load of ${n} records`,
+        round(loadBefore),
+      ),
+      {
+        scenario: SCENARIO,
+        metric: `${label}: load after compaction per KB`,
+        value: round((loadAfter * 1_000) / kb),
+        unit: 'µs/KB',
+        note: 'should not grow with history length',
+      },
     ]
   } finally {
     removeDir(dir)
@@ -102,7 +112,11 @@ function mergeGrowth(trace: Trace, big: number): Result {
   perUpdate(32) // warm up
   const small = perUpdate(32)
   const large = perUpdate(big)
-  return compared({ scenario: SCENARIO, metric: `mergeUpdates of ${big}`, value: round(large), unit: 'µs/update', note: 'why the room merges <= 32 at a time' }, 'mergeUpdates of 32', round(small))
+  return compared(
+    { scenario: SCENARIO, metric: `mergeUpdates of ${big}`, value: round(large), unit: 'µs/update', note: 'why the room merges <= 32 at a time' },
+    'mergeUpdates of 32',
+    round(small),
+  )
 }
 
 export const scenario: Scenario = {
@@ -111,10 +125,6 @@ export const scenario: Scenario = {
   async run({ quick, seed }: BenchOptions): Promise<Result[]> {
     const small = typingTrace(seed + 2, { keystrokes: quick ? 1_000 : 10_000 })
     const large = typingTrace(seed + 3, { keystrokes: quick ? 10_000 : 100_000 })
-    return [
-      ...(await history(quick ? '1k' : '10k', small)),
-      ...(await history(quick ? '10k' : '100k', large)),
-      mergeGrowth(large, quick ? 1_024 : 4_096),
-    ]
+    return [...(await history(quick ? '1k' : '10k', small)), ...(await history(quick ? '10k' : '100k', large)), mergeGrowth(large, quick ? 1_024 : 4_096)]
   },
 }

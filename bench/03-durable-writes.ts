@@ -47,7 +47,10 @@ async function run(syncWrites: boolean, traces: Trace[]): Promise<number> {
     )
     const seconds = (performance.now() - t0) / 1_000
     const total = frames.reduce((n, f) => n + f.length, 0)
-    check(clients.every((c, i) => c.saved === frames[i]!.length), 'every write acknowledged')
+    check(
+      clients.every((c, i) => c.saved === frames[i]!.length),
+      'every write acknowledged',
+    )
     await Promise.all(clients.map((c) => c.close()))
     await server.stop()
     const store = await openLevelStore(dataDir)
@@ -68,13 +71,20 @@ export const scenario: Scenario = {
   async run({ quick, seed }: BenchOptions): Promise<Result[]> {
     const per = quick ? 300 : 8_000
     const traces = Array.from({ length: CLIENTS }, (_, i) => typingTrace(seed + 10 + i, { keystrokes: per }))
-    await run(false, Array.from({ length: CLIENTS }, (_, i) => typingTrace(seed + 100 + i, { keystrokes: 200 }))) // warm-up
+    await run(
+      false,
+      Array.from({ length: CLIENTS }, (_, i) => typingTrace(seed + 100 + i, { keystrokes: 200 })),
+    ) // warm-up
     const off = await run(false, traces)
     const on = await run(true, traces)
     const note = `${CLIENTS} clients x ${per} keystrokes, window ${WINDOW}`
     return [
       { scenario: SCENARIO, metric: 'syncWrites: false', value: round(off), unit: 'acked writes/s', note },
-      compared({ scenario: SCENARIO, metric: 'syncWrites: true', value: round(on), unit: 'acked writes/s', note: `${note}; fsync per group commit` }, 'syncWrites: false', round(off)),
+      compared(
+        { scenario: SCENARIO, metric: 'syncWrites: true', value: round(on), unit: 'acked writes/s', note: `${note}; fsync per group commit` },
+        'syncWrites: false',
+        round(off),
+      ),
     ]
   },
 }

@@ -103,10 +103,34 @@ export const scenario: Scenario = {
       const largeRoom = (m3.heap - m2.heap) / rooms - perConnHeap
       const kb = (x: number): number => round(x / 1024)
       return [
-        { scenario: SCENARIO, metric: 'idle connection heap', value: kb(perConnHeap), unit: 'KB', target: '< 10 KB', met: perConnHeap < 10 * 1024, note: `${connections} connections, after full GC` },
+        {
+          scenario: SCENARIO,
+          metric: 'idle connection heap',
+          value: kb(perConnHeap),
+          unit: 'KB',
+          target: '< 10 KB',
+          met: perConnHeap < 10 * 1024,
+          note: `${connections} connections, after full GC`,
+        },
         { scenario: SCENARIO, metric: 'idle connection RSS', value: kb(perConnRss), unit: 'KB', note: 'RSS moves in pages: noisy' },
-        { scenario: SCENARIO, metric: `idle room heap, ${kb(small.update.length)} KB doc`, value: kb(smallRoom), unit: 'KB', note: `${rooms} rooms, its connection subtracted` },
-        compared({ scenario: SCENARIO, metric: `idle room heap, ${kb(large.update.length)} KB doc`, value: kb(largeRoom), unit: 'KB', note: `doc ${round(large.update.length / small.update.length)}x larger` }, `room of a ${kb(small.update.length)} KB doc`, kb(smallRoom)),
+        {
+          scenario: SCENARIO,
+          metric: `idle room heap, ${kb(small.update.length)} KB doc`,
+          value: kb(smallRoom),
+          unit: 'KB',
+          note: `${rooms} rooms, its connection subtracted`,
+        },
+        compared(
+          {
+            scenario: SCENARIO,
+            metric: `idle room heap, ${kb(large.update.length)} KB doc`,
+            value: kb(largeRoom),
+            unit: 'KB',
+            note: `doc ${round(large.update.length / small.update.length)}x larger`,
+          },
+          `room of a ${kb(small.update.length)} KB doc`,
+          kb(smallRoom),
+        ),
         { scenario: SCENARIO, metric: 'idle room heap per doc KB (large)', value: round(largeRoom / large.update.length), unit: 'heap B / doc B' },
       ]
     } finally {

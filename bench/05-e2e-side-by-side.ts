@@ -60,7 +60,8 @@ const hocusFrame = (room: string, write: (e: encoding.Encoder) => void): Uint8Ar
 const tandemFlavor = (name: string, args: string[] = []): Flavor => ({
   name,
   // BENCH_CPU_PROF=<dir> writes a V8 CPU profile of the Tandem server per shape (node --cpu-prof).
-  start: (dir) => spawnTandem(dir, { cpu: 0, args, nodeFlags: process.env.BENCH_CPU_PROF !== undefined ? ['--cpu-prof', '--cpu-prof-dir', process.env.BENCH_CPU_PROF] : [] }),
+  start: (dir) =>
+    spawnTandem(dir, { cpu: 0, args, nodeFlags: process.env.BENCH_CPU_PROF !== undefined ? ['--cpu-prof', '--cpu-prof-dir', process.env.BENCH_CPU_PROF] : [] }),
   url: (port, room) => `ws://127.0.0.1:${port}/v1/sync/${room}`,
   hello: () => [encodeFrame(writeAuth, null)],
   frame: (_room, update) => encodeFrame(writeUpdate, update),
@@ -87,11 +88,13 @@ const FLAVORS: Flavor[] = [
     start: () => spawnServer(['--import', 'tsx', 'bench/support/peer-hocuspocus.ts'], /listening on http:\/\/[^:]+:(\d+)/, { cpu: 0 }),
     url: (port) => `ws://127.0.0.1:${port}/`,
     // Hocuspocus: every message starts with the document name; the first is auth (type 2, token 0).
-    hello: (room) => [hocusFrame(room, (e) => {
-      encoding.writeVarUint(e, 2)
-      encoding.writeVarUint(e, 0)
-      encoding.writeVarString(e, 'bench')
-    })],
+    hello: (room) => [
+      hocusFrame(room, (e) => {
+        encoding.writeVarUint(e, 2)
+        encoding.writeVarUint(e, 0)
+        encoding.writeVarString(e, 'bench')
+      }),
+    ],
     frame: (room, update) => hocusFrame(room, (e) => writeUpdate(e, update)),
     prefix: (frame) => {
       const d = decoding.createDecoder(frame)
@@ -194,7 +197,10 @@ async function runShape(flavor: Flavor, shape: Shape, seconds: number, seed: num
       const base = rooms.map((r) => r.sent)
       // Latency is measured at each room's check receiver; the others (and the typist, who may
       // get acknowledgements) read in bulk when the step ends: that costs the server nothing more.
-      for (const room of rooms) room.clients.forEach((c, i) => i !== 1 && c.pause())
+      for (const room of rooms)
+        room.clients.forEach((c, i) => {
+          if (i !== 1) c.pause()
+        })
       const t0 = performance.now()
       await new Promise<void>((resolve) => {
         const timer = setInterval(() => {
@@ -253,7 +259,17 @@ async function runShape(flavor: Flavor, shape: Shape, seconds: number, seed: num
         `[bench]   ${label}${flavor.name} ${shape.rooms}x${shape.clients} @${rate}/s: p50 ${round(quantile(all, 0.5))} p90 ${round(quantile(all, 0.9))} p99 ${round(p99)} ms, ` +
           `server ${round(cpu / edits)} µs/edit (kernel ${round(sys / edits)}), load generator ${round(genUs / edits)} µs/edit (${Math.round(genBusy * 100)} % of its core), converged ${converged}\n`,
       )
-      return { rate, p99, held: converged && p99 <= P99_MS, converged, cpuUsPerEdit: cpu / edits, sysUsPerEdit: sys / edits, genUsPerEdit: genUs / edits, genBusy, edits }
+      return {
+        rate,
+        p99,
+        held: converged && p99 <= P99_MS,
+        converged,
+        cpuUsPerEdit: cpu / edits,
+        sysUsPerEdit: sys / edits,
+        genUsPerEdit: genUs / edits,
+        genBusy,
+        edits,
+      }
     }
 
     const results: StepResult[] = []
@@ -270,7 +286,11 @@ async function runShape(flavor: Flavor, shape: Shape, seconds: number, seed: num
       if (missed === 2 || !step.converged) break
     }
     // Correct before a figure: every room's check receiver holds exactly its sender's text.
-    for (const room of rooms) check(room.check.doc.getText(TEXT).toString() === room.check.ref.getText(TEXT).toString() || !results.at(-1)!.held, `${flavor.name}: room ${room.name} converged`)
+    for (const room of rooms)
+      check(
+        room.check.doc.getText(TEXT).toString() === room.check.ref.getText(TEXT).toString() || !results.at(-1)!.held,
+        `${flavor.name}: room ${room.name} converged`,
+      )
     return results
   } finally {
     for (const s of sockets) s.terminate()
@@ -290,11 +310,14 @@ export const scenario: Scenario = {
       const shapes: Shape[] = only
         ? [{ rooms: Number(only.split(/[x:]/)[0]), clients: Number(only.split(/[x:]/)[1]), rates: only.split(':')[1]!.split(',').map(Number) }]
         : quick
-        ? [{ rooms: 20, clients: 5, rates: [500, 1000, 2000] }, { rooms: 4, clients: 25, rates: [200, 400] }]
-        : [
-            { rooms: 100, clients: 5, rates: [4000, 8000, 10000, 12000, 14000, 16000, 20000, 24000, 28000, 32000] },
-            { rooms: 10, clients: 50, rates: [800, 1600, 2000, 2400, 2800, 3200, 4000, 5000, 6400, 8000, 10000, 12800, 16000] },
-          ]
+          ? [
+              { rooms: 20, clients: 5, rates: [500, 1000, 2000] },
+              { rooms: 4, clients: 25, rates: [200, 400] },
+            ]
+          : [
+              { rooms: 100, clients: 5, rates: [4000, 8000, 10000, 12000, 14000, 16000, 20000, 24000, 28000, 32000] },
+              { rooms: 10, clients: 50, rates: [800, 1600, 2000, 2400, 2800, 3200, 4000, 5000, 6400, 8000, 10000, 12800, 16000] },
+            ]
       const seconds = quick ? 1 : 1.5
       // BENCH_PEERS=tandem measures Tandem alone (for profiling with BENCH_CPU_PROF): no ratios then.
       // Quick runs leave out the windowed Tandem (CI runs them only so the harness never rots).
@@ -307,7 +330,13 @@ export const scenario: Scenario = {
         const byFlavor = new Map<string, StepResult[]>()
         for (const flavor of flavors) byFlavor.set(flavor.name, await runShape(flavor, shape, seconds, seed))
         const steps = (name: string): StepResult[] => byFlavor.get(name) ?? []
-        const best = (name: string): number => Math.max(0, ...steps(name).filter((s) => s.held).map((s) => s.rate))
+        const best = (name: string): number =>
+          Math.max(
+            0,
+            ...steps(name)
+              .filter((s) => s.held)
+              .map((s) => s.rate),
+          )
         const generatorBound = (name: string): boolean => steps(name).some((s) => s.rate > best(name) && s.genBusy > 0.85)
         const knee = (name: string): string => `${best(name)}${generatorBound(name) ? ' (load generator saturated above)' : ''}`
         // CPU is compared at the same offered load: every step up to the highest rate every server
@@ -318,7 +347,13 @@ export const scenario: Scenario = {
           if (common === 0 || ramp.at(-1)?.rate !== common) return undefined
           const edits = ramp.reduce((n, s) => n + s.edits, 0)
           const per = (f: (s: StepResult) => number): number => ramp.reduce((n, s) => n + f(s) * s.edits, 0) / edits
-          return { edits, cpuUsPerEdit: per((s) => s.cpuUsPerEdit), sysUsPerEdit: per((s) => s.sysUsPerEdit), genUsPerEdit: per((s) => s.genUsPerEdit), genBusy: Math.max(...ramp.map((s) => s.genBusy)) }
+          return {
+            edits,
+            cpuUsPerEdit: per((s) => s.cpuUsPerEdit),
+            sysUsPerEdit: per((s) => s.sysUsPerEdit),
+            genUsPerEdit: per((s) => s.genUsPerEdit),
+            genBusy: Math.max(...ramp.map((s) => s.genBusy)),
+          }
         }
         for (const subject of subjects) {
           const mine = at(subject.name)
@@ -335,7 +370,11 @@ export const scenario: Scenario = {
               note: `highest rate held of ${shape.rates.at(-1)} offered (${shape.rates.length} steps): ${subject.name} ${knee(subject.name)}, ${peer.name} ${knee(peer.name)}`,
             }
             // A ratio to 0 (a server that held no rate) means nothing: then only the baseline is shown.
-            out.push(best(peer.name) > 0 && best(subject.name) > 0 ? compared(held, peer.name, best(peer.name)) : { ...held, baseline: { label: peer.name, value: best(peer.name) } })
+            out.push(
+              best(peer.name) > 0 && best(subject.name) > 0
+                ? compared(held, peer.name, best(peer.name))
+                : { ...held, baseline: { label: peer.name, value: best(peer.name) } },
+            )
             const theirs = at(peer.name)
             if (mine === undefined || theirs === undefined) continue
             out.push(

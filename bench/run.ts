@@ -26,7 +26,9 @@ const quick = values.quick!
 const seed = Number(values.seed)
 const filters = values.filter ?? []
 
-const files = readdirSync(here).filter((f) => /^\d\d-[a-z0-9-]+\.ts$/.test(f)).sort()
+const files = readdirSync(here)
+  .filter((f) => /^\d\d-[a-z0-9-]+\.ts$/.test(f))
+  .sort()
 const scenarios: Scenario[] = []
 for (const file of files) {
   const mod = (await import(pathToFileURL(`${here}${file}`).href)) as { scenario: Scenario }
@@ -50,7 +52,7 @@ for (const s of scenarios) {
     const got = await s.run({ quick, seed })
     results.push(...got)
     process.stderr.write(`[bench] ${key} done in ${((performance.now() - t) / 1_000).toFixed(1)} s\n`)
-    console.log(table(got) + '\n')
+    console.log(`${table(got)}\n`)
   } catch (err) {
     const error = err instanceof Error ? (err.stack ?? err.message) : String(err)
     failures.push({ scenario: key, error })

@@ -35,8 +35,8 @@ export function check(condition: boolean, what: string): asserts condition {
   if (!condition) throw new Error(`check failed: ${what}`)
 }
 
-export const compared = (
-  base: Omit<Result, 'ratio' | 'baseline'>,
-  label: string,
-  baselineValue: number,
-): Result => ({ ...base, baseline: { label, value: baselineValue }, ratio: base.value / baselineValue })
+export const compared = (base: Omit<Result, 'ratio' | 'baseline'>, label: string, baselineValue: number): Result => ({
+  ...base,
+  baseline: { label, value: baselineValue },
+  ratio: base.value / baselineValue,
+})

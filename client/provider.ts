@@ -251,7 +251,8 @@ export class TandemProvider extends ObservableV2<ProviderEvents> {
   #receive(message: ServerMessage): void {
     switch (message.kind) {
       case 'authenticated':
-        return this.#onAuthenticated(message.identity)
+        this.#onAuthenticated(message.identity)
+        return
       case 'sync-step-1':
         // The server asks a writer for what it lacks: everything not yet sent goes now.
         this.#unsaved.sentStep2()
@@ -272,23 +273,24 @@ export class TandemProvider extends ObservableV2<ProviderEvents> {
         if (this.awareness !== null) applyAwarenessUpdate(this.awareness, message.update, this)
         return
       case 'access-changed':
-        return this.#setPermissions(message.permissions)
+        this.#setPermissions(message.permissions)
+        return
       case 'saved':
         this.#unsaved.saved(message.count)
         this.emit('saved', [{ unsavedChanges: this.#unsaved.count }])
         return
       case 'error':
-        return this.#onServerError(new TandemError(message.code, message.message))
+        this.#onServerError(new TandemError(message.code, message.message))
+        return
       case 'permission-denied':
-        return this.#onServerError(new TandemError('forbidden', message.reason))
+        this.#onServerError(new TandemError('forbidden', message.reason))
+        return
       case 'unknown':
         // A newer server's message type (PROTOCOL.md, "Versioning"): ignored, so notices can be
         // added without older clients reporting errors.
         return
-      default: {
-        const unreachable: never = message
-        return unreachable
-      }
+      default:
+        message satisfies never
     }
   }
 

@@ -77,7 +77,10 @@ export class TokenSource {
       throw new TandemError('server_error', `auth endpoint unreachable: ${(err as Error).message}`, { cause: err })
     }
     if (!response.ok) {
-      throw new TandemError(response.status === 403 ? 'forbidden' : response.status >= 500 ? 'server_error' : 'unauthorized', `auth endpoint answered ${response.status}`)
+      throw new TandemError(
+        response.status === 403 ? 'forbidden' : response.status >= 500 ? 'server_error' : 'unauthorized',
+        `auth endpoint answered ${response.status}`,
+      )
     }
     const body = (await response.json().catch(() => null)) as { token?: unknown } | null
     if (typeof body?.token !== 'string') throw new TandemError('unauthorized', 'auth endpoint answered without { token }')

@@ -93,12 +93,16 @@ export class AdminPanel {
       ])
       this.#renderRooms(rooms.data)
       if (generation === this.#generation) this.#renderAccess(record)
-      document.querySelector('#active tbody')!.replaceChildren(
-        ...active.data.map((u) => row([u.info?.name ?? u.userId ?? 'anonymous', u.connectionId.slice(0, 8), u.permissions.join(', ') || '(none)'])),
-      )
-      document.querySelector('#history tbody')!.replaceChildren(
-        ...history.data.slice(0, 10).map((h) => row([new Date(h.at).toLocaleTimeString(), actorLabel(h.actor), String(h.writes), String(h.bytes)])),
-      )
+      document
+        .querySelector('#active tbody')!
+        .replaceChildren(
+          ...active.data.map((u) => row([u.info?.name ?? u.userId ?? 'anonymous', u.connectionId.slice(0, 8), u.permissions.join(', ') || '(none)'])),
+        )
+      document
+        .querySelector('#history tbody')!
+        .replaceChildren(
+          ...history.data.slice(0, 10).map((h) => row([new Date(h.at).toLocaleTimeString(), actorLabel(h.actor), String(h.writes), String(h.bytes)])),
+        )
       this.#error.textContent = ''
     } catch (err) {
       this.#error.textContent = `admin: ${(err as Error).message}`

@@ -126,7 +126,10 @@ export class Pane {
     // The strongest permission the server granted (each implies the ones after it).
     const permissions = (['room:write', 'room:presence:write', 'room:read'] as const).find((x) => p?.self?.permissions.includes(x))?.replace('room:', '') ?? ''
     this.#badges.replaceChildren(
-      badge(p === null ? 'joining' : `${p.status}${p.synced ? ', synced' : ''}`, p?.status === 'connected' ? 'ok' : p?.status === 'connecting' ? 'warn' : 'bad'),
+      badge(
+        p === null ? 'joining' : `${p.status}${p.synced ? ', synced' : ''}`,
+        p?.status === 'connected' ? 'ok' : p?.status === 'connecting' ? 'warn' : 'bad',
+      ),
       badge(readOnly ? 'read-only' : 'can write', readOnly ? 'warn' : 'ok'),
       ...(permissions === '' ? [] : [badge(permissions, '')]),
       badge(`unsaved ${p?.unsavedChanges ?? 0}`, p !== null && p.unsavedChanges > 0 ? 'warn' : ''),

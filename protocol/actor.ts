@@ -13,7 +13,12 @@ export const ACTOR_SCHEMA = {
       required: ['kind', 'userId'],
       additionalProperties: false,
     },
-    { type: 'object', properties: { kind: { const: 'anonymous' }, sessionId: { type: 'string' } }, required: ['kind', 'sessionId'], additionalProperties: false },
+    {
+      type: 'object',
+      properties: { kind: { const: 'anonymous' }, sessionId: { type: 'string' } },
+      required: ['kind', 'sessionId'],
+      additionalProperties: false,
+    },
     { type: 'object', properties: { kind: { const: 'service' }, name: { type: 'string' } }, required: ['kind', 'name'], additionalProperties: false },
   ],
 } as const

@@ -75,8 +75,7 @@ export const ERROR_TABLE: Readonly<Record<ErrorCode, CodeInfo>> = {
 
 const codeSet: ReadonlySet<string> = new Set(ERROR_CODES)
 
-export const isErrorCode = (value: unknown): value is ErrorCode =>
-  typeof value === 'string' && codeSet.has(value)
+export const isErrorCode = (value: unknown): value is ErrorCode => typeof value === 'string' && codeSet.has(value)
 
 /** True for close codes after which a client must not reconnect. */
 export const isFinalCloseCode = (code: number): boolean => code >= 4400 && code < 4500
@@ -102,6 +101,4 @@ export class TandemError extends Error {
 
 /** Turns anything thrown into a TandemError, at the one boundary where that is decided. */
 export const toTandemError = (err: unknown, fallback: ErrorCode = 'server_error'): TandemError =>
-  err instanceof TandemError
-    ? err
-    : new TandemError(fallback, err instanceof Error ? err.message : String(err), { cause: err })
+  err instanceof TandemError ? err : new TandemError(fallback, err instanceof Error ? err.message : String(err), { cause: err })

@@ -7,7 +7,8 @@
 /** Longest accepted id. */
 export const MAX_ID_LENGTH = 256
 
-// C0, DEL and C1 control characters.
+// C0, DEL and C1 control characters: matching them is the point.
+// biome-ignore lint/suspicious/noControlCharactersInRegex: the id rule refuses exactly these characters
 const CONTROL = /[\u0000-\u001f\u007f-\u009f]/
 
 /** The same rule as a JSON-schema `pattern` (each character not a control character). */

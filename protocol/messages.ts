@@ -183,10 +183,7 @@ const readAuthenticated = (decoder: decoding.Decoder): ServerMessage => {
 // --- frames ------------------------------------------------------------------------------------
 
 /** Builds one frame with a writer: `encodeFrame(writeSaved, 3)`. */
-export const encodeFrame = <A extends unknown[]>(
-  write: (encoder: encoding.Encoder, ...args: A) => void,
-  ...args: A
-): Uint8Array => {
+export const encodeFrame = <A extends unknown[]>(write: (encoder: encoding.Encoder, ...args: A) => void, ...args: A): Uint8Array => {
   const encoder = encoding.createEncoder()
   write(encoder, ...args)
   return finish(encoder)
@@ -253,9 +250,7 @@ export const decodeServerMessage = (frame: Uint8Array): ServerMessage =>
         const code = decoding.readVarString(decoder)
         const message = decoding.readVarString(decoder)
         // A code from a newer server is still an error; it is reported as server_error.
-        return isErrorCode(code)
-          ? { kind: 'error', code, message }
-          : { kind: 'error', code: 'server_error', message: `${code}: ${message}` }
+        return isErrorCode(code) ? { kind: 'error', code, message } : { kind: 'error', code: 'server_error', message: `${code}: ${message}` }
       }
       case MessageType.saved:
         return { kind: 'saved', count: decoding.readVarUint(decoder) }

@@ -20,8 +20,7 @@ export const TANDEM_ISSUER = 'tandem'
 export const MAX_TOKEN_TTL_SECONDS = 86_400 * 30
 
 /** A plain JSON object (not null, not an array). */
-export const isPlainObject = (value: unknown): value is Record<string, unknown> =>
-  typeof value === 'object' && value !== null && !Array.isArray(value)
+export const isPlainObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value)
 
 /** An access token's `perms`: room id or prefix ending in `*` → a list of valid permissions. */
 export const isValidPerms = (value: unknown): value is Record<string, Permission[]> => {
@@ -85,12 +84,7 @@ export const isSmallJson = (value: unknown, depth: number): boolean => {
   }
 }
 
-const checkCommon = (input: {
-  readonly userId: unknown
-  readonly userInfo?: unknown
-  readonly sessionId?: unknown
-  readonly tenantId?: unknown
-}): void => {
+const checkCommon = (input: { readonly userId: unknown; readonly userInfo?: unknown; readonly sessionId?: unknown; readonly tenantId?: unknown }): void => {
   if (!isValidUserId(input.userId)) throw invalid(`userId must be 1 to ${MAX_ID_LENGTH} characters, no control characters`)
   if (input.userInfo !== undefined && !isPlainObject(input.userInfo)) throw invalid('userInfo must be an object')
   if (input.userInfo !== undefined && !isSmallJson(input.userInfo, MAX_INFO_DEPTH)) {

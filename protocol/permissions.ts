@@ -24,8 +24,7 @@ const IMPLIED: Readonly<Record<Permission, PermissionBits>> = {
 
 const permissionSet: ReadonlySet<string> = new Set(PERMISSIONS)
 
-export const isPermission = (value: unknown): value is Permission =>
-  typeof value === 'string' && permissionSet.has(value)
+export const isPermission = (value: unknown): value is Permission => typeof value === 'string' && permissionSet.has(value)
 
 /** The bits a list of permissions grants, implications included. An empty list grants nothing. */
 export const toPermissionBits = (permissions: readonly Permission[]): PermissionBits => {

@@ -36,8 +36,18 @@ const accessPatch = {
   maxProperties: 10_000,
 } as const
 
-const metadataValue = { anyOf: [{ type: 'string', maxLength: 4096 }, { type: 'array', items: { type: 'string', maxLength: 4096 }, maxItems: 100 }] } as const
-const metadata = { type: 'object', propertyNames: { type: 'string', minLength: 1, maxLength: 128 }, additionalProperties: metadataValue, maxProperties: 100 } as const
+const metadataValue = {
+  anyOf: [
+    { type: 'string', maxLength: 4096 },
+    { type: 'array', items: { type: 'string', maxLength: 4096 }, maxItems: 100 },
+  ],
+} as const
+const metadata = {
+  type: 'object',
+  propertyNames: { type: 'string', minLength: 1, maxLength: 128 },
+  additionalProperties: metadataValue,
+  maxProperties: 100,
+} as const
 const metadataPatch = {
   type: 'object',
   propertyNames: { type: 'string', minLength: 1, maxLength: 128 },
@@ -101,8 +111,7 @@ export const listRoomsQuery = {
 const actor = ACTOR_SCHEMA
 
 /** `{ data: [item, ...] }`, the shape of list responses. */
-const listOf = <T extends object>(item: T) =>
-  ({ type: 'object', properties: { data: { type: 'array', items: item } }, required: ['data'] }) as const
+const listOf = <T extends object>(item: T) => ({ type: 'object', properties: { data: { type: 'array', items: item } }, required: ['data'] }) as const
 
 export const historyResponse = listOf({
   type: 'object',
@@ -166,9 +175,18 @@ export const revokeBody = {
 } as const
 
 export const revokeResponse = { type: 'object', properties: { closed: { type: 'integer' } }, required: ['closed'], additionalProperties: false } as const
-export const reinstateResponse = { type: 'object', properties: { reinstated: { type: 'boolean' } }, required: ['reinstated'], additionalProperties: false } as const
+export const reinstateResponse = {
+  type: 'object',
+  properties: { reinstated: { type: 'boolean' } },
+  required: ['reinstated'],
+  additionalProperties: false,
+} as const
 export const okResponse = { type: 'object', properties: { ok: { type: 'boolean' } }, required: ['ok'], additionalProperties: false } as const
-export const historyQuery = { type: 'object', properties: { limit: { type: 'integer', minimum: 1, maximum: 1000, default: 100 } }, additionalProperties: false } as const
+export const historyQuery = {
+  type: 'object',
+  properties: { limit: { type: 'integer', minimum: 1, maximum: 1000, default: 100 } },
+  additionalProperties: false,
+} as const
 export const ydocBinaryQuery = { type: 'object', properties: { stateVector: { type: 'string', maxLength: 1_000_000 } }, additionalProperties: false } as const
 
 // --- the types, derived -------------------------------------------------------------------------

@@ -42,8 +42,7 @@ export type TokenClaims = IdTokenClaims | AccessTokenClaims
 export const DEFAULT_TOKEN_TTL_SECONDS = 600
 
 /** Whether a room id matches an access token's pattern: exact, or a prefix ending in `*`. */
-export const roomMatches = (pattern: string, roomId: string): boolean =>
-  pattern.endsWith('*') ? roomId.startsWith(pattern.slice(0, -1)) : pattern === roomId
+export const roomMatches = (pattern: string, roomId: string): boolean => (pattern.endsWith('*') ? roomId.startsWith(pattern.slice(0, -1)) : pattern === roomId)
 
 /**
  * The most specific pattern of an access token's `perms` that matches `roomId` (SPEC section 2), or

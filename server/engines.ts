@@ -45,7 +45,10 @@ export async function openEngines(
   if (options.store !== undefined) return single('custom', options.store)
   if (options.redisUrl !== undefined) {
     if (options.databaseUrl === undefined) {
-      throw new ConfigError('--database-url (TANDEM_DATABASE_URL)', 'the distributed mode needs PostgreSQL too: set --database-url (TANDEM_DATABASE_URL) with --redis-url')
+      throw new ConfigError(
+        '--database-url (TANDEM_DATABASE_URL)',
+        'the distributed mode needs PostgreSQL too: set --database-url (TANDEM_DATABASE_URL) with --redis-url',
+      )
     }
     // Loaded only when asked for: a LevelDB server never loads the Redis and PostgreSQL clients.
     const { openCluster } = await import('./cluster/index.ts')

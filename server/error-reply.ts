@@ -51,4 +51,5 @@ export const errorHandler = (err: FastifyError | TandemError, request: FastifyRe
 }
 
 /** An unknown route: `not_found`, naming the route without echoing a long URL. */
-export const notFoundHandler = (request: FastifyRequest, reply: FastifyReply) => sendError(reply, 'not_found', `no route ${request.method} ${request.url.split('?')[0]}`)
+export const notFoundHandler = (request: FastifyRequest, reply: FastifyReply) =>
+  sendError(reply, 'not_found', `no route ${request.method} ${request.url.split('?')[0]}`)

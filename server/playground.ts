@@ -54,8 +54,7 @@ export const userInfoOf = (user: string): { name: string; color: string } => {
 const room = { type: 'string', pattern: `^${PLAYGROUND_ROOM_PREFIX}[A-Za-z0-9._-]{0,48}$` } as const
 const user = { type: 'string', pattern: '^[a-z][a-z0-9-]{0,31}$' } as const
 const access = (values: PlaygroundAccess[]) => ({ type: 'string', enum: values }) as const
-const body = (properties: Record<string, unknown>) =>
-  ({ type: 'object', properties, required: Object.keys(properties), additionalProperties: false }) as const
+const body = (properties: Record<string, unknown>) => ({ type: 'object', properties, required: Object.keys(properties), additionalProperties: false }) as const
 const roomParams = body({ room })
 
 async function bundleApp(): Promise<string> {
@@ -85,7 +84,10 @@ export async function playground(app: FastifyInstance, options: PlaygroundOption
     const json: unknown = response.json()
     if (response.statusCode >= 400) {
       const { error, message } = (json ?? {}) as { error?: unknown; message?: unknown }
-      throw new TandemError(isErrorCode(error) ? error : 'server_error', typeof message === 'string' ? message : `REST ${method} ${url}: ${response.statusCode}`)
+      throw new TandemError(
+        isErrorCode(error) ? error : 'server_error',
+        typeof message === 'string' ? message : `REST ${method} ${url}: ${response.statusCode}`,
+      )
     }
     return json
   }
@@ -96,7 +98,9 @@ export async function playground(app: FastifyInstance, options: PlaygroundOption
     await rest('POST', roomUrl(roomId), { usersAccesses: { [userId]: PLAYGROUND_ACCESS[level] } })
   }
 
-  app.get('/playground', { schema: { hide: true } }, async (_request, reply) => reply.type('text/html; charset=utf-8').header('cache-control', 'no-store').send(html))
+  app.get('/playground', { schema: { hide: true } }, async (_request, reply) =>
+    reply.type('text/html; charset=utf-8').header('cache-control', 'no-store').send(html),
+  )
   app.get('/playground/app.js', { schema: { hide: true } }, async (_request, reply) =>
     reply.type('text/javascript; charset=utf-8').header('cache-control', 'no-store').send(script),
   )

@@ -82,7 +82,15 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
   const roomCount = options.rooms ?? Math.max(1, Math.round(options.connections / 10))
   const failures: string[] = []
   const counts: Record<string, number> = {
-    joins: 0, leaves: 0, edits: 0, downgrades: 0, upgrades: 0, revocations: 0, revokedClients: 0, restarts: 0, providerErrors: 0,
+    joins: 0,
+    leaves: 0,
+    edits: 0,
+    downgrades: 0,
+    upgrades: 0,
+    revocations: 0,
+    revokedClients: 0,
+    restarts: 0,
+    providerErrors: 0,
   }
   log(`soak: seed ${seed}, ${options.seconds} s, ${options.connections} connections, ${roomCount} rooms`)
 
@@ -160,77 +168,85 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
   const running = (): boolean => Date.now() < endAt && failures.length === 0
 
   // Writers edit while they may.
-  loops.push((async () => {
-    for (let round = 0; running() && round < 1_000_000; round++) {
-      for (const client of clients) {
-        if (client.ended || client.provider.readOnly || prng.int32(gen, 0, 9) !== 0) continue
-        randomEdit(gen, client.doc)
-        counts.edits!++
+  loops.push(
+    (async () => {
+      for (let round = 0; running() && round < 1_000_000; round++) {
+        for (const client of clients) {
+          if (client.ended || client.provider.readOnly || prng.int32(gen, 0, 9) !== 0) continue
+          randomEdit(gen, client.doc)
+          counts.edits!++
+        }
+        await sleep(prng.int32(gen, 20, 60))
       }
-      await sleep(prng.int32(gen, 20, 60))
-    }
-  })())
+    })(),
+  )
 
   // Joins and leaves; ended (revoked) clients leave and are replaced.
-  loops.push((async () => {
-    for (let round = 0; running() && round < 1_000_000; round++) {
-      for (const client of [...clients]) {
-        if (client.ended) {
-          counts.revokedClients!++
-          leave(client)
+  loops.push(
+    (async () => {
+      for (let round = 0; running() && round < 1_000_000; round++) {
+        for (const client of [...clients]) {
+          if (client.ended) {
+            counts.revokedClients!++
+            leave(client)
+          }
         }
+        if (clients.size > 0 && prng.bool(gen)) {
+          leave(prng.oneOf(gen, [...clients]))
+          counts.leaves!++
+        }
+        while (clients.size < options.connections) join()
+        await sleep(prng.int32(gen, 50, 200))
       }
-      if (clients.size > 0 && prng.bool(gen)) {
-        leave(prng.oneOf(gen, [...clients]))
-        counts.leaves!++
-      }
-      while (clients.size < options.connections) join()
-      await sleep(prng.int32(gen, 50, 200))
-    }
-  })())
+    })(),
+  )
 
   // ACL changes and revocations, and one graceful restart with a reconnect storm.
-  loops.push((async () => {
-    for (let round = 0; running() && round < 1_000_000; round++) {
-      if (!restarted && Date.now() >= restartAt) {
-        restarted = true
-        restarting = true
-        const before = server.app.tandem.connections.size
-        server = await server.restart()
-        counts.restarts!++
-        restarting = false
-        const storm = Date.now()
+  loops.push(
+    (async () => {
+      for (let round = 0; running() && round < 1_000_000; round++) {
+        if (!restarted && Date.now() >= restartAt) {
+          restarted = true
+          restarting = true
+          const before = server.app.tandem.connections.size
+          server = await server.restart()
+          counts.restarts!++
+          restarting = false
+          const storm = Date.now()
+          try {
+            await waitFor('the reconnect storm to settle', () => [...clients].every((c) => c.ended || c.provider.status === 'connected'))
+            log(`soak: restart: ${before} sockets closed, every client back in ${Date.now() - storm} ms`)
+          } catch (err) {
+            failures.push(
+              `reconnect storm: ${(err as Error).message}; ${[...clients].filter((c) => !c.ended && c.provider.status !== 'connected').length} clients not back`,
+            )
+          }
+          continue
+        }
+        const room = prng.oneOf(gen, rooms)
+        const user = prng.oneOf(gen, usersOf(room))
+        const key = `${room}\n${user}`
+        const roll = prng.int32(gen, 0, 9)
         try {
-          await waitFor('the reconnect storm to settle', () => [...clients].every((c) => c.ended || c.provider.status === 'connected'))
-          log(`soak: restart: ${before} sockets closed, every client back in ${Date.now() - storm} ms`)
+          if (roll < 1) {
+            await rest('POST', '/v1/revoke', { userId: user, roomId: room })
+            counts.revocations!++
+          } else if (roll < 5 && !downgraded.has(key)) {
+            await rest('POST', `/v1/rooms/${room}`, { usersAccesses: { [user]: ['room:read'] } })
+            downgraded.add(key)
+            counts.downgrades!++
+          } else if (downgraded.has(key)) {
+            await rest('POST', `/v1/rooms/${room}`, { usersAccesses: { [user]: ['room:write'] } })
+            downgraded.delete(key)
+            counts.upgrades!++
+          }
         } catch (err) {
-          failures.push(`reconnect storm: ${(err as Error).message}; ${[...clients].filter((c) => !c.ended && c.provider.status !== 'connected').length} clients not back`)
+          if (!restarting) failures.push(`REST: ${(err as Error).message}`)
         }
-        continue
+        await sleep(prng.int32(gen, 100, 300))
       }
-      const room = prng.oneOf(gen, rooms)
-      const user = prng.oneOf(gen, usersOf(room))
-      const key = `${room}\n${user}`
-      const roll = prng.int32(gen, 0, 9)
-      try {
-        if (roll < 1) {
-          await rest('POST', '/v1/revoke', { userId: user, roomId: room })
-          counts.revocations!++
-        } else if (roll < 5 && !downgraded.has(key)) {
-          await rest('POST', `/v1/rooms/${room}`, { usersAccesses: { [user]: ['room:read'] } })
-          downgraded.add(key)
-          counts.downgrades!++
-        } else if (downgraded.has(key)) {
-          await rest('POST', `/v1/rooms/${room}`, { usersAccesses: { [user]: ['room:write'] } })
-          downgraded.delete(key)
-          counts.upgrades!++
-        }
-      } catch (err) {
-        if (!restarting) failures.push(`REST: ${(err as Error).message}`)
-      }
-      await sleep(prng.int32(gen, 100, 300))
-    }
-  })())
+    })(),
+  )
 
   await Promise.all(loops)
   if (!restarted && failures.length === 0) failures.push('the run ended before the restart: give it more seconds')
@@ -256,14 +272,18 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
     for (const room of rooms) {
       const members = [...clients].filter((c) => c.room === room)
       if (members.length === 0) continue
-      await waitFor(`room ${room} to converge`, () => {
-        const roomDoc = server.app.tandem.registry.get(room)?.doc
-        if (roomDoc === undefined) return false
-        const key = snapshotKey(roomDoc)
-        const lagging = members.filter((c) => c.provider.unsavedChanges !== 0 || snapshotKey(c.doc) !== key)
-        behind = lagging.map((c) => `${c.user} (${c.provider.status}, unsaved ${c.provider.unsavedChanges})`).join(', ')
-        return lagging.length === 0
-      }, left())
+      await waitFor(
+        `room ${room} to converge`,
+        () => {
+          const roomDoc = server.app.tandem.registry.get(room)?.doc
+          if (roomDoc === undefined) return false
+          const key = snapshotKey(roomDoc)
+          const lagging = members.filter((c) => c.provider.unsavedChanges !== 0 || snapshotKey(c.doc) !== key)
+          behind = lagging.map((c) => `${c.user} (${c.provider.status}, unsaved ${c.provider.unsavedChanges})`).join(', ')
+          return lagging.length === 0
+        },
+        left(),
+      )
       expected.set(room, snapshotKey(members[0]!.doc))
     }
   } catch (err) {
@@ -303,7 +323,11 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
   counts.connectedAtEnd = connectedAtEnd
   counts.roomsChecked = expected.size
   log(`soak: heap baseline ${mb(baseline)}, peak ${mb(peak)}, final ${mb(final)}`)
-  log(`soak: ${Object.entries(counts).map(([k, v]) => `${k}=${v}`).join(' ')}`)
+  log(
+    `soak: ${Object.entries(counts)
+      .map(([k, v]) => `${k}=${v}`)
+      .join(' ')}`,
+  )
   for (const failure of failures) log(`soak FAILED: ${failure}`)
   if (failures.length === 0) log('soak: passed')
   return { passed: failures.length === 0, failures, seed, heap: { baseline, peak, final }, counts }

@@ -207,7 +207,10 @@ describe('precedence: user entry, else groups, else defaults', () => {
     const room = fresh('groups-union')
     await createRoom(server, { id: room, defaultAccesses: [], groupsAccesses: { readers: ['room:read'], cursors: ['room:presence:write'] } })
     // Both orders: the union, not the first or the last group with an entry.
-    for (const groups of [['readers', 'cursors', 'no-entry'], ['cursors', 'no-entry', 'readers']]) {
+    for (const groups of [
+      ['readers', 'cursors', 'no-entry'],
+      ['cursors', 'no-entry', 'readers'],
+    ]) {
       const both = await join(server, room, await user('cy', groups))
       expect((await authenticated(both)).identity.permissions).toBe(PRESENCE)
     }
@@ -224,7 +227,12 @@ describe('precedence: user entry, else groups, else defaults', () => {
 
   it('the defaults apply when neither the user nor any of its groups has an entry', async () => {
     const room = fresh('defaults')
-    await createRoom(server, { id: room, defaultAccesses: ['room:presence:write'], usersAccesses: { other: ['room:write'] }, groupsAccesses: { ops: ['room:write'] } })
+    await createRoom(server, {
+      id: room,
+      defaultAccesses: ['room:presence:write'],
+      usersAccesses: { other: ['room:write'] },
+      groupsAccesses: { ops: ['room:write'] },
+    })
     const eli = await join(server, room, await user('eli', ['eng']))
     expect((await authenticated(eli)).identity.permissions).toBe(PRESENCE)
     const none = await join(server, room, await user('eln'))
@@ -273,7 +281,7 @@ describe('a reader (room:read)', () => {
     usersAccesses: { wes: ['room:write'], wyn: ['room:write'], rae: ['room:read'], pia: ['room:presence:write'] },
   } satisfies Omit<Parameters<typeof createRoom>[1], 'id'>
 
-  it('syncs, then sees others\' writes and presence live, and is never asked for its state', async () => {
+  it("syncs, then sees others' writes and presence live, and is never asked for its state", async () => {
     const room = fresh('reader-sees')
     await createRoom(server, { id: room, ...acl })
     const wes = await join(server, room, await user('wes'))
@@ -389,7 +397,7 @@ describe('a reader (room:read)', () => {
       ws.on('message', onMessage)
     })
     ws.send(encodeFrame(writeSyncStep1, Y.encodeStateVector(peer.doc)))
-    await withDeadline('the stock reader\'s barrier', answered)
+    await withDeadline("the stock reader's barrier", answered)
 
     wyn.sendUpdate(editor().append('later'))
     await until('the observer has the later write', wes.doc, ['update'], () => textOf(wes.doc).includes('later'))
@@ -493,7 +501,7 @@ describe('live ACL changes', () => {
     await expectRefused(await connect(server, roomA, token), 'revoked', CloseCode.forbidden)
   })
 
-  it('a revoke scoped to one room closes only that room\'s sessions', async () => {
+  it("a revoke scoped to one room closes only that room's sessions", async () => {
     const [roomA, roomB] = [fresh('revoke-one-a'), fresh('revoke-one-b')]
     for (const id of [roomA, roomB]) await createRoom(server, { id, defaultAccesses: ['room:write'] })
     const token = await user('jay')
@@ -615,7 +623,7 @@ describe('bad credentials', () => {
     ['alg: none', async () => `${b64url({ alg: 'none', typ: 'JWT' })}.${b64url({ sub: 'rex', exp: exp(), k: 'id' })}.`, 'unauthorized'],
     ['expired', () => idToken({ userId: 'rex' }, { ttlSeconds: 60, now: Date.now() - 600_000 }), 'token_expired'],
     ['garbage', async () => 'not-a-jwt-at-all', 'unauthorized'],
-    ['a valid token with its signature cut off', async () => (await user('rex')).split('.').slice(0, 2).join('.') + '.', 'unauthorized'],
+    ['a valid token with its signature cut off', async () => `${(await user('rex')).split('.').slice(0, 2).join('.')}.`, 'unauthorized'],
   ]
 
   it.each(cases)('a token %s is refused (4401) and nothing of the room is sent', async (_label, make, code) => {
@@ -645,7 +653,7 @@ describe('anonymous sessions and a trusted gateway (allowAnonymous, trustIdentit
     gateway = await start({ authenticate: undefined, allowAnonymous: true, trustIdentityHeaders: true })
   })
 
-  it('an anonymous session gets the room\'s defaults and nothing else', async () => {
+  it("an anonymous session gets the room's defaults and nothing else", async () => {
     const room = fresh('anonymous')
     await createRoom(gateway, {
       id: room,
@@ -669,7 +677,7 @@ describe('anonymous sessions and a trusted gateway (allowAnonymous, trustIdentit
     await expectRefused(await connect(gateway, fresh('anonymous-no-record'), null), 'forbidden', CloseCode.forbidden)
   })
 
-  it('x-user-id and x-group-ids give that user\'s and those groups\' access; a token wins over them', async () => {
+  it("x-user-id and x-group-ids give that user's and those groups' access; a token wins over them", async () => {
     const room = fresh('headers')
     await createRoom(gateway, {
       id: room,
@@ -877,12 +885,15 @@ describe('access changes while a connection is still authenticating or joining',
 
     await updateRoom(racy, room, { usersAccesses: { zoe: [] } })
     hold.release()
-    const outcome = await zoe.next('sync-step-2').then(() => 'got the document', () => 'closed')
+    const outcome = await zoe.next('sync-step-2').then(
+      () => 'got the document',
+      () => 'closed',
+    )
     expect(outcome).toBe('closed')
     expect((await zoe.closed).code).toBe(CloseCode.forbidden)
   })
 
-  it('a revoke made while a connection\'s permissions are being decided closes it too (4403 revoked)', async () => {
+  it("a revoke made while a connection's permissions are being decided closes it too (4403 revoked)", async () => {
     const room = fresh('race-auth-revoke')
     await createRoom(racy, { id: room, defaultAccesses: ['room:write'] })
     const hold = gated.holdNext('getRoom', room)
@@ -891,7 +902,10 @@ describe('access changes while a connection is still authenticating or joining',
 
     await rest(racy, 'POST', '/v1/revoke', { userId: 'ray' })
     hold.release()
-    const outcome = await ray.next('sync-step-2').then(() => 'got the document', () => 'closed')
+    const outcome = await ray.next('sync-step-2').then(
+      () => 'got the document',
+      () => 'closed',
+    )
     expect(outcome).toBe('closed')
     expect((await ray.closed).code).toBe(CloseCode.forbidden)
     expect(ray.messages.at(-1)).toMatchObject({ kind: 'error', code: 'revoked' })
@@ -925,7 +939,7 @@ describe('access changes while a connection is still authenticating or joining',
 })
 
 describe('re-authentication that loses presence', () => {
-  it('removes the session\'s presence at the others, as an ACL change that loses presence does', async () => {
+  it("removes the session's presence at the others, as an ACL change that loses presence does", async () => {
     const room = fresh('reauth-presence')
     await createRoom(server, { id: room, defaultAccesses: [], usersAccesses: { wes: ['room:write'], pia: ['room:presence:write'], rae: ['room:read'] } })
     const wes = await join(server, room, await user('wes'))
@@ -953,7 +967,7 @@ describe('re-authentication that loses presence', () => {
   })
 })
 
-describe('permission bits from the app\'s seams', () => {
+describe("permission bits from the app's seams", () => {
   it('are closed under implication: authorize granting write without presence still lets the session show presence', async () => {
     const seam = await start({ authenticate: undefined, authorize: () => PermissionBit.read | PermissionBit.write })
     const room = fresh('bits')
@@ -967,5 +981,3 @@ describe('permission bits from the app\'s seams', () => {
     await seesPresence(b, 901)
   })
 })
-
-

@@ -204,7 +204,7 @@ describe('locally minted tokens', () => {
 })
 
 describe('errors', () => {
-  it('carry the server\'s code', async () => {
+  it("carry the server's code", async () => {
     await admin.createRoom({ id: 'dup', defaultAccesses: [] })
     expect(await codeOf(admin.createRoom({ id: 'dup', defaultAccesses: [] }))).toBe('room_exists')
     expect(await codeOf(admin.createRoom({ id: 'bad', defaultAccesses: ['room:admin' as never] }))).toBe('invalid_request')
@@ -232,7 +232,8 @@ describe('errors', () => {
   })
 
   it('a response that is not a coded body is coded by its status', async () => {
-    const answering = (body: string, status: number) => new TandemAdmin({ url: 'http://tandem.invalid', secret: 's', fetch: async () => new Response(body, { status }) })
+    const answering = (body: string, status: number) =>
+      new TandemAdmin({ url: 'http://tandem.invalid', secret: 's', fetch: async () => new Response(body, { status }) })
     expect(await codeOf(answering('<html>bad gateway</html>', 502).getRoom('x'))).toBe('server_error')
     expect(await codeOf(answering('', 418).getRoom('x'))).toBe('invalid_request')
     expect(await codeOf(answering('{"error":"no_such_code","message":"?"}', 400).getRoom('x'))).toBe('invalid_request')

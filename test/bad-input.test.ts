@@ -542,9 +542,7 @@ describe('clients that are not let in', () => {
 
   it('a refused client receives nothing of a live room: no document, no presence', async () => {
     const authenticate: Authenticate = (credentials) =>
-      credentials.token === 'member'
-        ? { actor: { kind: 'user', userId: 'member' }, permissions: WRITER }
-        : { refused: 'unauthorized', reason: 'no token' }
+      credentials.token === 'member' ? { actor: { kind: 'user', userId: 'member' }, permissions: WRITER } : { refused: 'unauthorized', reason: 'no token' }
     const server = await start({ authenticate })
     const room = freshRoom('live-private')
     const inside = await join(server, room, { token: 'member' })

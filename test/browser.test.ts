@@ -98,9 +98,7 @@ it('two writer pages see each other’s typing through the server; a reader page
   await page2.keyboard.press('End')
   await page2.keyboard.type(', and page 2')
   await textareaIs(page1, 'hello from page 1, and page 2')
-  await Promise.all(
-    [page1, page2].map((page) => page.waitForFunction(() => window.tandem.provider.unsavedChanges === 0, null, { timeout: 10_000 })),
-  )
+  await Promise.all([page1, page2].map((page) => page.waitForFunction(() => window.tandem.provider.unsavedChanges === 0, null, { timeout: 10_000 })))
 
   const page3 = await openPage('rita')
   await textareaIs(page3, 'hello from page 1, and page 2')

@@ -175,7 +175,7 @@ describe('parseConfig', () => {
     })
   })
 
-  it('lists every limit in --help and in the README\'s table, from the one definition', async () => {
+  it("lists every limit in --help and in the README's table, from the one definition", async () => {
     for (const name of LIMIT_NAMES) expect(USAGE).toContain(`--${limitFlag(name)} <n>`)
     const readme = await readFile(new URL('../README.md', import.meta.url), 'utf8')
     expect(readme).toContain(limitsTable())

@@ -43,10 +43,7 @@ const connect = async (server: TestServer, room: string, token: string | null, h
 
 /** A JWT as a Python or Go backend signs it: HS256 over the secret's UTF-8 bytes, claims as given. */
 const foreignToken = (claims: Record<string, unknown>): Promise<string> =>
-  new SignJWT(claims)
-    .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
-    .setExpirationTime('10m')
-    .sign(new TextEncoder().encode(TEST_SECRET))
+  new SignJWT(claims).setProtectedHeader({ alg: 'HS256', typ: 'JWT' }).setExpirationTime('10m').sign(new TextEncoder().encode(TEST_SECRET))
 
 const permissionsOf = async (client: RawClient): Promise<number> => (await client.next('authenticated')).identity.permissions
 
@@ -155,7 +152,7 @@ describe('history reads its writes', () => {
 describe('every REST error is a code from the table, with its status, never echoing unbounded input', () => {
   it.each([
     ['a 2 KB room id', 'GET', `/v1/rooms/${'x'.repeat(2_000)}`, {}, 'invalid_request'],
-    ['a 3 KB room id (past the router\'s parameter limit)', 'GET', `/v1/rooms/${'x'.repeat(3_000)}`, {}, 'invalid_request'],
+    ["a 3 KB room id (past the router's parameter limit)", 'GET', `/v1/rooms/${'x'.repeat(3_000)}`, {}, 'invalid_request'],
     ['an unknown route', 'GET', `/v1/nothing/${'y'.repeat(2_000)}`, {}, 'not_found'],
     ['a URL that does not decode', 'GET', '/v1/rooms/%E0%A4%A', {}, 'invalid_request'],
     ['a body that is not JSON', 'POST', '/v1/rooms', { body: `{${'z'.repeat(2_000)}`, headers: { 'content-type': 'application/json' } }, 'invalid_request'],

@@ -90,7 +90,13 @@ interface RunResult {
   /** Of those, the ones typed by a peer the server had disconnected (offline, not by choice). */
   readonly typedWhileServerGone: Set<string>
   /** Peers connected when the restart began, with their close codes and statuses from then on. */
-  readonly connectedAtRestart: Array<{ index: number; provider: StockPeer['provider']; closes: Array<number | null>; statuses: string[]; from: { close: number; status: number } }>
+  readonly connectedAtRestart: Array<{
+    index: number
+    provider: StockPeer['provider']
+    closes: Array<number | null>
+    statuses: string[]
+    from: { close: number; status: number }
+  }>
 }
 
 const reconnected = (peer: RunResult['connectedAtRestart'][number]): boolean => peer.statuses.slice(peer.from.status).includes('connected')

@@ -101,7 +101,11 @@ class Writer {
 }
 
 /** How many writes of the writer with `base` a doc holds. */
-const countOf = (doc: Y.Doc, base: number): number => doc.getArray<number>('log').toArray().filter((i) => i >= base && i < base + 100_000).length
+const countOf = (doc: Y.Doc, base: number): number =>
+  doc
+    .getArray<number>('log')
+    .toArray()
+    .filter((i) => i >= base && i < base + 100_000).length
 
 /**
  * Checks a restored doc against writers whose server was killed: no value under the wrong key, no
@@ -116,7 +120,10 @@ const checkRestored = (doc: Y.Doc, writers: readonly { base: number; sent: numbe
   for (const [key, value] of Object.entries(map)) expect(key).toBe(`k${value}`)
   let checked = 0
   for (const w of writers) {
-    const mine = log.filter((i) => i >= w.base && i < w.base + 100_000).map((i) => i - w.base).sort((a, b) => a - b)
+    const mine = log
+      .filter((i) => i >= w.base && i < w.base + 100_000)
+      .map((i) => i - w.base)
+      .sort((a, b) => a - b)
     expect(mine).toEqual(Array.from({ length: mine.length }, (_, j) => j))
     expect(mine.length).toBeGreaterThanOrEqual(w.acked)
     expect(mine.length).toBeLessThanOrEqual(w.sent)

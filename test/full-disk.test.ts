@@ -35,7 +35,20 @@ const token = async (userId: string): Promise<string> => (await mintIdToken(TEST
 it('full disk: told, held, fail-closed access, recovered, nothing acknowledged lost, starts on a full disk', async () => {
   disk = await smallDisk(24 * 1024 * 1024)
   const dataDir = join(disk.dir, 'data')
-  const args = ['--port', '0', '--data-dir', dataDir, '--secret', TEST_SECRET, '--log-level', 'warn', '--store-window-ms', '0', '--disk-reserve-bytes', String(2 * 1024 * 1024)]
+  const args = [
+    '--port',
+    '0',
+    '--data-dir',
+    dataDir,
+    '--secret',
+    TEST_SECRET,
+    '--log-level',
+    'warn',
+    '--store-window-ms',
+    '0',
+    '--disk-reserve-bytes',
+    String(2 * 1024 * 1024),
+  ]
   const start = async (): Promise<{ cli: CliProcess; port: number }> => {
     const cli = disk!.runCli(args)
     clis.push(cli)
@@ -43,13 +56,23 @@ it('full disk: told, held, fail-closed access, recovered, nothing acknowledged l
   }
   let { cli, port } = await start()
   const http = (path: string, init: RequestInit = {}) =>
-    fetch(`http://127.0.0.1:${port}${path}`, { ...init, headers: { authorization: `Bearer ${TEST_SECRET}`, 'content-type': 'application/json', ...init.headers } })
+    fetch(`http://127.0.0.1:${port}${path}`, {
+      ...init,
+      headers: { authorization: `Bearer ${TEST_SECRET}`, 'content-type': 'application/json', ...init.headers },
+    })
   const connect = async (userId: string): Promise<RawClient> => {
     const client = await rawClient(`ws://127.0.0.1:${port}/v1/sync`, ROOM, { token: await token(userId) })
     clients.push(client)
     return client
   }
-  expect((await http('/v1/rooms', { method: 'POST', body: JSON.stringify({ id: ROOM, defaultAccesses: [], usersAccesses: { wes: ['room:write'], dan: ['room:write'], ray: ['room:write'] } }) })).status).toBe(200)
+  expect(
+    (
+      await http('/v1/rooms', {
+        method: 'POST',
+        body: JSON.stringify({ id: ROOM, defaultAccesses: [], usersAccesses: { wes: ['room:write'], dan: ['room:write'], ray: ['room:write'] } }),
+      })
+    ).status,
+  ).toBe(200)
 
   // wes writes; every write carries a marker, so the store can be checked against what was acknowledged.
   const wes = await connect('wes')

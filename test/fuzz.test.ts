@@ -23,6 +23,7 @@ import * as Y from 'yjs'
 import { readAwarenessUpdate, writeAwarenessUpdate } from '../protocol/awareness.ts'
 import { CloseCode } from '../protocol/errors.ts'
 import {
+  type ClientMessage,
   type ServerMessage,
   decodeClientMessage,
   decodeServerMessage,
@@ -43,6 +44,9 @@ import { randomEdit } from './support/random.ts'
 import { TEST_SECRET, type TestServer, startServer } from './support/server.ts'
 import { countRecords } from './support/store-records.ts'
 import { untilDocs, withDeadline } from './support/wait.ts'
+
+// biome-ignore lint/suspicious/noExplicitAny: Yjs's shared types are invariant in their event type; any is their one common supertype
+type AnyType = Y.AbstractType<any>
 
 const DEFAULT_SEED = 1_957_466
 const MAX_FRAMES = 6_000
@@ -127,10 +131,13 @@ const openProbe = async (syncUrl: string): Promise<Probe> => {
     }
     for (const w of [...waiters]) w()
   })
-  await withDeadline('probe socket open', new Promise<void>((resolve, reject) => {
-    socket.once('open', () => resolve())
-    socket.once('error', reject)
-  }))
+  await withDeadline(
+    'probe socket open',
+    new Promise<void>((resolve, reject) => {
+      socket.once('open', () => resolve())
+      socket.once('error', reject)
+    }),
+  )
   return probe
 }
 
@@ -304,7 +311,7 @@ const MUTATION_NAMES = Object.keys(MUTATIONS)
 
 /** The payload of a sync or awareness frame, to mutate inside an envelope that still decodes. */
 const splitEnvelope = (frame: Uint8Array): { wrap: (payload: Uint8Array) => Uint8Array; payload: Uint8Array } | null => {
-  let message
+  let message: ClientMessage
   try {
     message = decodeClientMessage(frame)
   } catch {
@@ -366,9 +373,7 @@ type Expectation =
 /** Fingerprint of a doc: content (independent of how structs happen to be split), deletions, pending structs. */
 const fingerprint = (doc: Y.Doc, { withContent = true, skipClient }: { withContent?: boolean; skipClient?: number } = {}): string => {
   const sv = [...Y.decodeStateVector(Y.encodeStateVector(doc)).entries()].filter(([c]) => c !== skipClient).sort((a, b) => a[0] - b[0])
-  const ds = [...Y.snapshot(doc).ds.clients.entries()]
-    .sort((a, b) => a[0] - b[0])
-    .map(([client, items]) => [client, items.map((i) => [i.clock, i.len])])
+  const ds = [...Y.snapshot(doc).ds.clients.entries()].sort((a, b) => a[0] - b[0]).map(([client, items]) => [client, items.map((i) => [i.clock, i.len])])
   const pending = doc.store.pendingStructs
   // Pending structs as clock ranges per client: how mergeUpdates splits and skips them varies.
   // Only what lies beyond the integrated state counts: a pending struct may overlap it.
@@ -384,8 +389,16 @@ const fingerprint = (doc: Y.Doc, { withContent = true, skipClient }: { withConte
               return from < s.id.clock + s.length ? [{ id: Y.createID(s.id.client, from), length: s.id.clock + s.length - from }] : []
             }),
         )
-  const pendingDs = doc.store.pendingDs === null ? null : [...Y.decodeUpdateV2(doc.store.pendingDs).ds.clients.entries()].map(([c, items]) => [c, items.map((i) => [i.clock, i.len])])
-  const content = withContent ? [...doc.share.entries()].sort((a, b) => (a[0] < b[0] ? -1 : 1)).map(([name, type]) => [name, dumpType(type)]).filter(([, dump]) => JSON.stringify(dump) !== EMPTY_TYPE) : null
+  const pendingDs =
+    doc.store.pendingDs === null
+      ? null
+      : [...Y.decodeUpdateV2(doc.store.pendingDs).ds.clients.entries()].map(([c, items]) => [c, items.map((i) => [i.clock, i.len])])
+  const content = withContent
+    ? [...doc.share.entries()]
+        .sort((a, b) => (a[0] < b[0] ? -1 : 1))
+        .map(([name, type]) => [name, dumpType(type)])
+        .filter(([, dump]) => JSON.stringify(dump) !== EMPTY_TYPE)
+    : null
   return JSON.stringify({ sv, ds, pendingStructs, pendingDs, content }, (_k, v: unknown) => (typeof v === 'bigint' ? `${v}n` : v))
 }
 
@@ -431,7 +444,7 @@ const dumpValue = (value: unknown): unknown => {
   return value
 }
 
-const dumpType = (type: Y.AbstractType<any>): unknown => {
+const dumpType = (type: AnyType): unknown => {
   const list: unknown[] = []
   for (let item = type._start; item !== null; item = item.right) {
     if (!item.deleted && item.countable) list.push(...item.content.getContent().map(dumpValue))
@@ -475,7 +488,7 @@ const expectationFor = async (frame: Uint8Array | string, phase: Phase, shadow: 
   const size = typeof frame === 'string' ? Buffer.byteLength(frame) : frame.length
   if (size > MAX_MESSAGE_BYTES) return { close: CloseCode.tooLarge, why: 'over maxMessageBytes' }
   if (typeof frame === 'string') return { close: CloseCode.malformed, why: 'a text frame' }
-  let message
+  let message: ClientMessage
   try {
     message = decodeClientMessage(frame)
   } catch {
@@ -648,7 +661,9 @@ describe('protocol fuzzing', () => {
         if (probe === open) open = null
       } else {
         stats.accepted++
-        const waits: Promise<boolean>[] = [probe.until('the barrier answer', () => probe.count('sync-step-2') > before.step2 + (expected.accept === 'step1' ? 1 : 0))]
+        const waits: Promise<boolean>[] = [
+          probe.until('the barrier answer', () => probe.count('sync-step-2') > before.step2 + (expected.accept === 'step1' ? 1 : 0)),
+        ]
         if (expected.accept === 'auth') {
           const target = phase === 'first' ? 0 : before.authenticated + (phase === 'queued' ? 1 : 0)
           waits.push(probe.until('a new authenticated message', () => probe.count('authenticated') > target))
@@ -703,7 +718,13 @@ describe('protocol fuzzing', () => {
       if (roomPrint !== expectedDoc) failures.push(`the room doc differs from the shadow at the end:\n  ${differs(roomPrint, expectedDoc)}`)
       if (storedPrint !== expectedNormal && process.env.TANDEM_FUZZ_DUMP !== undefined) {
         const { writeFileSync } = await import('node:fs')
-        writeFileSync(process.env.TANDEM_FUZZ_DUMP, JSON.stringify({ accepted: shadow.accepted.map((u) => Buffer.from(u).toString('base64')), stored: (await server.app.tandem.store.load(ROOM)).updates.map((u) => Buffer.from(u).toString('base64')) }))
+        writeFileSync(
+          process.env.TANDEM_FUZZ_DUMP,
+          JSON.stringify({
+            accepted: shadow.accepted.map((u) => Buffer.from(u).toString('base64')),
+            stored: (await server.app.tandem.store.load(ROOM)).updates.map((u) => Buffer.from(u).toString('base64')),
+          }),
+        )
       }
       if (storedPrint !== expectedNormal) failures.push(`the stored doc differs from the shadow at the end:\n  ${differs(storedPrint, expectedNormal)}`)
       const health = await server.app.inject({ method: 'GET', url: '/healthz' })
@@ -712,13 +733,18 @@ describe('protocol fuzzing', () => {
 
     const heapAfter = await settledHeapBytes()
     const maxStallMs = stalls.max / 1e6
-    const closes = [...stats.closed.entries()].sort((a, b) => a[0] - b[0]).map(([c, n]) => `${c}×${n}`).join(' ')
+    const closes = [...stats.closed.entries()]
+      .sort((a, b) => a[0] - b[0])
+      .map(([c, n]) => `${c}×${n}`)
+      .join(' ')
     console.log(
       `fuzzed ${stats.frames} frames in ${elapsed} ms (seed ${seed}): ${stats.accepted} accepted, closes ${closes}; ` +
         `phases ${[...stats.byPhase.entries()].map(([p, n]) => `${p}=${n}`).join(' ')}; sentinel writes ${sentinelWrites}; ` +
         `stored records ${await countRecords(server.app.tandem.store, ROOM)}`,
     )
-    console.log(`fuzz: longest event-loop stall ${maxStallMs.toFixed(1)} ms; heap ${mb(heapBefore)} before, ${mb(heapAfter)} after (growth ${mb(heapAfter - heapBefore)})`)
+    console.log(
+      `fuzz: longest event-loop stall ${maxStallMs.toFixed(1)} ms; heap ${mb(heapBefore)} before, ${mb(heapAfter)} after (growth ${mb(heapAfter - heapBefore)})`,
+    )
 
     expect(failures).toEqual([])
     expect(stats.frames).toBeGreaterThan(200)

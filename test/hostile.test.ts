@@ -143,12 +143,16 @@ describe('a tiny update that would cost seconds', () => {
     for (let round = 0; round < 20; round++) {
       for (const peer of peers) Y.applyUpdate(peer, Y.encodeStateAsUpdate(room.doc, Y.encodeStateVector(peer)))
       for (const peer of peers) for (let i = 0; i < 40; i++) randomEdit(gen, peer)
-      peers.forEach((peer, i) => sockets[i]!.send(encodeFrame(writeSyncStep2, Y.encodeStateAsUpdate(peer, Y.encodeStateVector(room.doc)))))
+      peers.forEach((peer, i) => {
+        sockets[i]!.send(encodeFrame(writeSyncStep2, Y.encodeStateAsUpdate(peer, Y.encodeStateVector(room.doc))))
+      })
       sent++
       await Promise.all(sockets.map((socket) => socket.saved(sent)))
     }
     for (const peer of peers) Y.applyUpdate(peer, Y.encodeStateAsUpdate(room.doc, Y.encodeStateVector(peer)))
-    await untilDocs('every editor converged', [room.doc, ...peers], () => peers.every((p) => Buffer.from(Y.encodeStateVector(p)).equals(Buffer.from(Y.encodeStateVector(room.doc)))))
+    await untilDocs('every editor converged', [room.doc, ...peers], () =>
+      peers.every((p) => Buffer.from(Y.encodeStateVector(p)).equals(Buffer.from(Y.encodeStateVector(room.doc)))),
+    )
     expect(sockets.every((s) => s.socket.readyState === s.socket.OPEN)).toBe(true)
   })
 })
@@ -190,14 +194,17 @@ describe('memory by what a document holds, not its bytes', () => {
     first.sendUpdate(unmergeable(2_500)) // ~1.3 MB of the 2 MB
     await first.saved(1)
     first.close()
-    await withDeadline('idle-one has no member', new Promise<void>((resolve) => {
-      const check = setInterval(() => {
-        if (server.app.tandem.registry.get('idle-one')?.size === 0) {
-          clearInterval(check)
-          resolve()
-        }
-      }, 5)
-    }))
+    await withDeadline(
+      'idle-one has no member',
+      new Promise<void>((resolve) => {
+        const check = setInterval(() => {
+          if (server.app.tandem.registry.get('idle-one')?.size === 0) {
+            clearInterval(check)
+            resolve()
+          }
+        }, 5)
+      }),
+    )
     const second = await join(server, 'busy-two')
     const unloaded = new Promise((resolve) => server.app.tandem.registry.events.once('unloaded', resolve))
     second.sendUpdate(unmergeable(2_500))

@@ -42,7 +42,9 @@ describe('frames built once', () => {
     const { server, client, received } = await pair()
     expect(server.canWriteFrames).toBe(true) // the shipped ws still looks as sendFrame expects
     const lengths = [0, 1, 125, 126, 127, 65_535, 65_536, 70_000]
-    lengths.forEach((n, i) => server.sendFrame(payload(n, i), frameBinary(payload(n, i))))
+    lengths.forEach((n, i) => {
+      server.sendFrame(payload(n, i), frameBinary(payload(n, i)))
+    })
     await until('every frame', client, ['message'], () => received.length === lengths.length)
     expect(lengths.filter((n, i) => !received[i]!.equals(payload(n, i)))).toEqual([])
   })

@@ -61,7 +61,7 @@ describe('browser entries', () => {
     }
   })
 
-  it('fails on a builtin that a dependency\'s browser field would have shimmed away', async () => {
+  it("fails on a builtin that a dependency's browser field would have shimmed away", async () => {
     const dir = writeTree(join(scratch, 'shimmed'), {
       'entry.ts': "export { read } from 'uses-fs'\n",
       'node_modules/uses-fs/package.json': JSON.stringify({ name: 'uses-fs', main: 'index.js', browser: { fs: false } }),
@@ -135,7 +135,16 @@ describe('emitted package', () => {
         void createServer(1)
       `,
       'tsconfig.json': JSON.stringify({
-        compilerOptions: { module: 'NodeNext', moduleResolution: 'NodeNext', target: 'ES2022', lib: ['ES2022', 'DOM'], strict: true, noEmit: true, skipLibCheck: true, types: ['node'] },
+        compilerOptions: {
+          module: 'NodeNext',
+          moduleResolution: 'NodeNext',
+          target: 'ES2022',
+          lib: ['ES2022', 'DOM'],
+          strict: true,
+          noEmit: true,
+          skipLibCheck: true,
+          types: ['node'],
+        },
         files: ['consumer.ts'],
       }),
     })

@@ -49,7 +49,10 @@ const nextAwareness = async (client: RawClient, from: number): Promise<Awareness
   return awarenessMessages(client, from)[0]!
 }
 
-const is = (clientID: number, clock?: number) => (e: AwarenessEntry): boolean => e.clientID === clientID && (clock === undefined || e.clock === clock)
+const is =
+  (clientID: number, clock?: number) =>
+  (e: AwarenessEntry): boolean =>
+    e.clientID === clientID && (clock === undefined || e.clock === clock)
 
 const states = (peer: StockPeer): Map<number, Record<string, unknown>> => peer.provider.awareness.getStates() as Map<number, Record<string, unknown>>
 
@@ -72,7 +75,7 @@ const stock = async (server: TestServer, room: string, ...seenBy: RawClient[]): 
   const peer = stockPeer(server.syncUrl, room)
   peers.push(peer)
   await synced(peer)
-  for (const client of seenBy) await receives('the stock client\'s first state', client, is(peer.doc.clientID))
+  for (const client of seenBy) await receives("the stock client's first state", client, is(peer.doc.clientID))
   return peer
 }
 
@@ -112,7 +115,7 @@ describe('presence', () => {
     await server.destroy()
   })
 
-  it('a state reaches raw and stock clients, and a stock client\'s state reaches raw clients', async () => {
+  it("a state reaches raw and stock clients, and a stock client's state reaches raw clients", async () => {
     const room = freshRoom('reach')
     const ada = await member(server, room)
     const observer = await member(server, room)
@@ -202,7 +205,7 @@ describe('presence', () => {
       expect(current.find((e) => e.clientID === v.stockId)?.state).toBe('{"name":"stock victim"}')
     }
 
-    it('a state for another connection\'s clientID is dropped: presence_forbidden, and the spoofer stays', async () => {
+    it("a state for another connection's clientID is dropped: presence_forbidden, and the spoofer stays", async () => {
       const v = await victims('spoof')
       const spoofer = await member(server, v.room)
       const from = v.observer.messages.length
@@ -213,8 +216,8 @@ describe('presence', () => {
 
       // Barrier: the spoofer's own state, sent after, reaches everyone.
       spoofer.send(awarenessFrame(entry(303, 1, { name: 'spoofer' })))
-      await receives('observer sees the spoofer\'s own state', v.observer, is(303), from)
-      await stockSees('watcher sees the spoofer\'s own state', v.watcher, (s) => s.get(303)?.name === 'spoofer')
+      await receives("observer sees the spoofer's own state", v.observer, is(303), from)
+      await stockSees("watcher sees the spoofer's own state", v.watcher, (s) => s.get(303)?.name === 'spoofer')
 
       expect(received(v.observer, from).filter((e) => e.state.includes('evil'))).toEqual([])
       expect(received(v.victim).filter((e) => e.state.includes('evil'))).toEqual([])
@@ -222,7 +225,7 @@ describe('presence', () => {
       expect(spoofer.socket.readyState).toBe(OPEN)
     })
 
-    it('a removal of another connection\'s state is dropped', async () => {
+    it("a removal of another connection's state is dropped", async () => {
       const v = await victims('remove')
       const spoofer = await member(server, v.room)
       const from = v.observer.messages.length
@@ -230,14 +233,14 @@ describe('presence', () => {
       spoofer.send(awarenessFrame(entry(101, 2, null), entry(v.stockId, 1000, null)))
       expect(await spoofer.next('error')).toMatchObject({ code: 'presence_forbidden' })
       spoofer.send(awarenessFrame(entry(303, 1, { name: 'spoofer' })))
-      await receives('observer sees the spoofer\'s own state', v.observer, is(303), from)
-      await stockSees('watcher sees the spoofer\'s own state', v.watcher, (s) => s.has(303))
+      await receives("observer sees the spoofer's own state", v.observer, is(303), from)
+      await stockSees("watcher sees the spoofer's own state", v.watcher, (s) => s.has(303))
 
       await victimsIntact(v, from)
       expect(spoofer.socket.readyState).toBe(OPEN)
     })
 
-    it('a frame mixing own and others\' entries relays only the own ones', async () => {
+    it("a frame mixing own and others' entries relays only the own ones", async () => {
       const v = await victims('mixed')
       const spoofer = await member(server, v.room)
       const from = v.observer.messages.length
@@ -245,7 +248,7 @@ describe('presence', () => {
       spoofer.send(awarenessFrame(entry(101, 9, { name: 'evil' }), entry(303, 1, { name: 'spoofer' }), entry(v.stockId, 9, null)))
       expect(await nextAwareness(v.observer, from)).toEqual([entry(303, 1, { name: 'spoofer' })])
       expect(await spoofer.next('error')).toMatchObject({ code: 'presence_forbidden' })
-      await stockSees('watcher sees the spoofer\'s own state', v.watcher, (s) => s.has(303))
+      await stockSees("watcher sees the spoofer's own state", v.watcher, (s) => s.has(303))
       await victimsIntact(v, from)
     })
 
@@ -256,7 +259,7 @@ describe('presence', () => {
 
       spoofer.send(awarenessFrame(entry(101, 50, { name: 'evil' })))
       spoofer.send(awarenessFrame(entry(303, 1, { name: 'spoofer' })))
-      await receives('observer sees the spoofer\'s own state', v.observer, is(303), from)
+      await receives("observer sees the spoofer's own state", v.observer, is(303), from)
       expect(spoofer.messages.filter((m) => m.kind === 'error')).toEqual([])
       await victimsIntact(v, from)
       expect(spoofer.socket.readyState).toBe(OPEN)
@@ -273,14 +276,16 @@ describe('presence', () => {
       const samId = sam.doc.clientID
       await stockSees('watcher sees all three', watcher, (s) => s.has(101) && s.has(102) && s.get(samId)?.name === 'Sam')
       await receives('observer sees sam', observer, (e) => e.clientID === samId && e.state.includes('Sam'))
-      const samClock = received(observer).filter((e) => e.clientID === samId).at(-1)!.clock
+      const samClock = received(observer)
+        .filter((e) => e.clientID === samId)
+        .at(-1)!.clock
 
       const from = observer.messages.length
       owner.close()
       await receives('observer hears 101 removed', observer, is(101), from)
       await receives('observer hears 102 removed', observer, is(102), from)
       expect(received(observer, from)).toEqual(expect.arrayContaining([entry(101, 7, null), entry(102, 3, null)]))
-      await stockSees('watcher drops the owner\'s states', watcher, (s) => !s.has(101) && !s.has(102))
+      await stockSees("watcher drops the owner's states", watcher, (s) => !s.has(101) && !s.has(102))
 
       // A stock client whose socket just drops (a crashed tab): no goodbye, the server removes it.
       sam.provider.shouldConnect = false
@@ -329,7 +334,7 @@ describe('presence', () => {
       await stockSees('watcher drops sam', watcher, (s) => !s.has(samId))
       // Barrier: the watcher echoed the removal as it applied it; a write it makes now comes after.
       watcher.doc.getText('t').insert(0, 'watcher;')
-      await until('observer has the watcher\'s write', observer.doc, ['update'], () => observer.doc.getText('t').toString().includes('watcher;'))
+      await until("observer has the watcher's write", observer.doc, ['update'], () => observer.doc.getText('t').toString().includes('watcher;'))
 
       const from = observer.messages.length
       sam.provider.connect()
@@ -338,13 +343,17 @@ describe('presence', () => {
       sam.provider.awareness.setLocalStateField('name', 'Sam 3')
       // Barrier: sam's write is relayed after its awareness frames, which went first on its socket.
       sam.doc.getText('t').insert(0, 'sam;')
-      await until('observer has sam\'s write', observer.doc, ['update'], () => observer.doc.getText('t').toString().includes('sam;'))
+      await until("observer has sam's write", observer.doc, ['update'], () => observer.doc.getText('t').toString().includes('sam;'))
 
-      expect(received(observer, from).filter((e) => e.clientID === samId).map((e) => e.state)).toContain('{"name":"Sam 3"}')
+      expect(
+        received(observer, from)
+          .filter((e) => e.clientID === samId)
+          .map((e) => e.state),
+      ).toContain('{"name":"Sam 3"}')
       await stockSees('watcher sees sam again', watcher, (s) => s.get(samId)?.name === 'Sam 3')
     })
 
-    it('when the spoofer disconnects, the victim\'s state stays', async () => {
+    it("when the spoofer disconnects, the victim's state stays", async () => {
       const v = await victims('spoofer-leaves')
       const spoofer = await member(server, v.room)
       const from = v.observer.messages.length
@@ -462,7 +471,11 @@ describe('presence', () => {
       sender.send(awarenessFrame(entry(803, 1, { ok: true })))
       await receives('observer sees 803', observer, is(803), from)
       expect(received(observer, from).filter(is(801))).toEqual([])
-      expect(received(observer, from).filter(is(802)).map((e) => e.clock)).toEqual([1])
+      expect(
+        received(observer, from)
+          .filter(is(802))
+          .map((e) => e.clock),
+      ).toEqual([1])
       await sender.next('error', (m) => m.code === 'presence_forbidden')
     })
 
@@ -485,7 +498,7 @@ describe('presence', () => {
       const watcher = await stock(server, room)
       const offender = await member(server, room)
       offender.send(awarenessFrame(entry(701, 1, { good: true })))
-      await stockSees('watcher sees the offender\'s good state', watcher, (s) => s.get(701)?.good === true)
+      await stockSees("watcher sees the offender's good state", watcher, (s) => s.get(701)?.good === true)
       const from = observer.messages.length
 
       offender.send(frame)

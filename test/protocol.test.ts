@@ -76,7 +76,11 @@ describe('server messages', () => {
   const identity = { connectionId: 'c1', actor: { kind: 'anonymous', sessionId: 's' }, info: { name: 'Ada' }, permissions: 7, expiresAt: 1_800_000_000_000 }
   const cases: [string, Uint8Array, ServerMessage][] = [
     ['authenticated', encodeFrame(writeAuthenticated, identity), { kind: 'authenticated', version: 1, identity }],
-    ['authenticated without expiry', encodeFrame(writeAuthenticated, { ...identity, expiresAt: null }), { kind: 'authenticated', version: 1, identity: { ...identity, expiresAt: null } }],
+    [
+      'authenticated without expiry',
+      encodeFrame(writeAuthenticated, { ...identity, expiresAt: null }),
+      { kind: 'authenticated', version: 1, identity: { ...identity, expiresAt: null } },
+    ],
     ['access changed', encodeFrame(writeAccessChanged, 3), { kind: 'access-changed', permissions: 3 }],
     ['error', encodeFrame(writeError, 'read_only', 'no'), { kind: 'error', code: 'read_only', message: 'no' }],
     ['saved', encodeFrame(writeSaved, 300), { kind: 'saved', count: 300 }],

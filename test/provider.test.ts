@@ -55,10 +55,7 @@ const serve = async (options: Partial<ServerOptions> = {}, dataDir?: string, por
   return server
 }
 
-const newRoom = async (
-  server: TestServer,
-  acl: { defaultAccesses?: Permission[]; usersAccesses?: Record<string, Permission[]> } = {},
-): Promise<string> => {
+const newRoom = async (server: TestServer, acl: { defaultAccesses?: Permission[]; usersAccesses?: Record<string, Permission[]> } = {}): Promise<string> => {
   const id = `provider-${++roomSeq}`
   await createRoom(server, { id, defaultAccesses: acl.defaultAccesses ?? [], ...(acl.usersAccesses !== undefined && { usersAccesses: acl.usersAccesses }) })
   return id
@@ -318,9 +315,7 @@ describe('token expiry and refresh', () => {
       async () => {
         calls++
         // The first token expires about a second from now (exp is in whole seconds); the next lasts.
-        return calls === 1
-          ? idToken({ userId: 'ann' }, { now: Date.now() + 1_500 - 60_000, ttlSeconds: 60 })
-          : idToken({ userId: 'ann' }, { ttlSeconds: 600 })
+        return calls === 1 ? idToken({ userId: 'ann' }, { now: Date.now() + 1_500 - 60_000, ttlSeconds: 60 }) : idToken({ userId: 'ann' }, { ttlSeconds: 600 })
       },
       { WebSocketPolyfill: sockets.Class },
     )
@@ -484,12 +479,7 @@ describe('token source', () => {
   it('reuses a fetched token until 5 s before its exp, by the clock it is given', async () => {
     const clock = manualClock()
     let calls = 0
-    const tokens = new TokenSource(
-      async () => jwt({ exp: Math.floor(clock.now() / 1000) + 60, n: ++calls }),
-      'room',
-      globalThis.fetch,
-      clock,
-    )
+    const tokens = new TokenSource(async () => jwt({ exp: Math.floor(clock.now() / 1000) + 60, n: ++calls }), 'room', globalThis.fetch, clock)
     const first = await tokens.get()
     clock.advance(50_000)
     expect(await tokens.get()).toBe(first)

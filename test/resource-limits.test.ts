@@ -59,11 +59,14 @@ describe('connections per IP', () => {
     refused.on('error', () => {})
     const [, response] = await once<[unknown, IncomingMessage]>('the refusal', refused, 'unexpected-response')
     expect(response.statusCode).toBe(429)
-    const body = await withDeadline('the refusal body', (async () => {
-      let text = ''
-      for await (const chunk of response) text += String(chunk)
-      return JSON.parse(text) as { error: string }
-    })())
+    const body = await withDeadline(
+      'the refusal body',
+      (async () => {
+        let text = ''
+        for await (const chunk of response) text += String(chunk)
+        return JSON.parse(text) as { error: string }
+      })(),
+    )
     expect(body.error).toBe('rate_limited')
 
     // The sockets already open are untouched.

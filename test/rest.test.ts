@@ -220,7 +220,15 @@ describe('rooms: create, list, read', () => {
     // Full records, every room, in id order.
     const all = (await rest(app, 'GET', '/v1/rooms?limit=100')).json()
     expect(all.data.map((r: { id: string }) => r.id)).toEqual([...otherIds, ...pageIds])
-    expect(all.data[0]).toEqual({ id: 'other-a', defaultAccesses: [], usersAccesses: {}, groupsAccesses: {}, metadata: {}, createdAt: expect.any(String), updatedAt: expect.any(String) })
+    expect(all.data[0]).toEqual({
+      id: 'other-a',
+      defaultAccesses: [],
+      usersAccesses: {},
+      groupsAccesses: {},
+      metadata: {},
+      createdAt: expect.any(String),
+      updatedAt: expect.any(String),
+    })
     expect(all.nextCursor).toBeNull()
 
     expect((await rest(app, 'GET', '/v1/rooms?prefix=other-')).json().data.map((r: { id: string }) => r.id)).toEqual(otherIds)
@@ -494,7 +502,9 @@ describe('the document over REST', () => {
     await until('the editor has the service write', ada.doc, ['update'], () => ada.doc.getText('t').toString() === 'from the backend', 2_000)
 
     const history = (await rest(app, 'GET', '/v1/rooms/put/history')).json().data
-    expect(history).toEqual([{ actor: { kind: 'service', name: 'rest' }, at: expect.any(String), writes: 1, bytes: update.length, clientIDs: [service.clientID] }])
+    expect(history).toEqual([
+      { actor: { kind: 'service', name: 'rest' }, at: expect.any(String), writes: 1, bytes: update.length, clientIDs: [service.clientID] },
+    ])
 
     // Stored: a restarted server loads it.
     ada.client.close()
@@ -589,7 +599,13 @@ describe('live sessions and history', () => {
     expect(hello.identity.permissions).toBe(PermissionBit.read)
     const data = (await rest(server.app, 'GET', '/v1/rooms/public/active-users')).json().data
     expect(data).toEqual([
-      { connectionId: hello.identity.connectionId, userId: null, actor: { kind: 'anonymous', sessionId: expect.any(String) }, info: null, permissions: ['room:read'] },
+      {
+        connectionId: hello.identity.connectionId,
+        userId: null,
+        actor: { kind: 'anonymous', sessionId: expect.any(String) },
+        info: null,
+        permissions: ['room:read'],
+      },
     ])
   })
 
@@ -608,7 +624,13 @@ describe('live sessions and history', () => {
     const res = await rest(app, 'GET', '/v1/rooms/hist/history')
     expect(res.statusCode).toBe(200)
     const data = res.json().data as { actor: { kind: string; userId?: string }; at: string; writes: number; bytes: number; clientIDs: number[] }[]
-    expect(data[0]).toEqual({ actor: { kind: 'user', userId: 'bo' }, at: expect.any(String), writes: 1, bytes: totalBytes(bo.updates), clientIDs: [bo.doc.clientID] })
+    expect(data[0]).toEqual({
+      actor: { kind: 'user', userId: 'bo' },
+      at: expect.any(String),
+      writes: 1,
+      bytes: totalBytes(bo.updates),
+      clientIDs: [bo.doc.clientID],
+    })
     const adaEntries = data.slice(1)
     expect(adaEntries.length).toBeGreaterThanOrEqual(1) // ada's two writes, stored in one batch or two
     for (const entry of adaEntries) {
@@ -640,12 +662,16 @@ describe('tokens over REST', () => {
     })
     expect(res.statusCode).toBe(200)
     const minted = res.json() as { token: string; expiresAt: string; actor: unknown }
-    expect(minted).toEqual({ token: expect.any(String), expiresAt: expect.any(String), actor: { kind: 'user', userId: 'ada', sessionId: 'tab-1', tenantId: 'acme' } })
+    expect(minted).toEqual({
+      token: expect.any(String),
+      expiresAt: expect.any(String),
+      actor: { kind: 'user', userId: 'ada', sessionId: 'tab-1', tenantId: 'acme' },
+    })
     const expiresAt = Date.parse(minted.expiresAt)
     expect(expiresAt).toBeGreaterThanOrEqual(before + 120_000 - 1_000)
     expect(expiresAt).toBeLessThanOrEqual(Date.now() + 120_000)
     const claims = jwtClaims(minted.token)
-    expect((claims['exp'] as number) - (claims['iat'] as number)).toBeCloseTo(120, 6)
+    expect((claims.exp as number) - (claims.iat as number)).toBeCloseTo(120, 6)
 
     const client = await rawClient(server.syncUrl, 'tok', { token: minted.token })
     const hello = await client.next('authenticated')
@@ -660,7 +686,7 @@ describe('tokens over REST', () => {
     const plain = (await rest(app, 'POST', '/v1/identify-user', { body: { userId: 'bo' } })).json()
     expect(plain.actor).toEqual({ kind: 'user', userId: 'bo' })
     const claimsPlain = jwtClaims(plain.token)
-    expect((claimsPlain['exp'] as number) - (claimsPlain['iat'] as number)).toBeCloseTo(600, 6)
+    expect((claimsPlain.exp as number) - (claimsPlain.iat as number)).toBeCloseTo(600, 6)
     expect(Math.abs(Date.parse(plain.expiresAt) - (Date.now() + 600_000))).toBeLessThan(2_000)
   })
 
@@ -719,7 +745,7 @@ describe('tokens over REST', () => {
     expect([none.statusCode, codeOf(none)]).toEqual([400, 'invalid_request'])
   })
 
-  it('POST /v1/revoke closes the user\'s sessions with 4403 (everywhere, or in one room) and refuses its older tokens', async () => {
+  it("POST /v1/revoke closes the user's sessions with 4403 (everywhere, or in one room) and refuses its older tokens", async () => {
     const server = await start()
     const { app } = server
     const acl = { eve: ['room:write' as const], gus: ['room:write' as const], frank: ['room:write' as const] }
@@ -760,7 +786,11 @@ describe('tokens over REST', () => {
     expect(errorsOf(gusB)).toEqual([])
 
     // Reconnecting with the old token is refused where the revocation applies, and only there.
-    for (const [room, token] of [['rev-a', eveToken], ['rev-b', eveToken], ['rev-a', gusToken]] as const) {
+    for (const [room, token] of [
+      ['rev-a', eveToken],
+      ['rev-b', eveToken],
+      ['rev-a', gusToken],
+    ] as const) {
       const retry = await rawClient(server.syncUrl, room, { token })
       expect((await retry.closed).code).toBe(4403)
       expect(errorsOf(retry)).toEqual(['revoked'])
@@ -770,12 +800,14 @@ describe('tokens over REST', () => {
     expect((await rest(app, 'POST', '/v1/revoke', { body: { userId: 'nobody' } })).json()).toEqual({ closed: 0 })
   })
 
-  it('a revocation refuses tokens issued up to the clock-skew tolerance after it, whatever the issuer\'s clock; reinstate lets the user in again', async () => {
+  it("a revocation refuses tokens issued up to the clock-skew tolerance after it, whatever the issuer's clock; reinstate lets the user in again", async () => {
     const server = await start()
     const { app } = server
     await createRoom(app, { id: 'again', defaultAccesses: [], usersAccesses: { eve: ['room:write'] } })
-    const refusedWith = async (token: string): Promise<number> => (await withDeadline('a refusal', (await rawClient(server.syncUrl, 'again', { token })).closed, 5_000)).code
-    const admitted = async (token: string): Promise<number> => (await (await rawClient(server.syncUrl, 'again', { token })).next('authenticated', undefined, 5_000)).identity.permissions
+    const refusedWith = async (token: string): Promise<number> =>
+      (await withDeadline('a refusal', (await rawClient(server.syncUrl, 'again', { token })).closed, 5_000)).code
+    const admitted = async (token: string): Promise<number> =>
+      (await (await rawClient(server.syncUrl, 'again', { token })).next('authenticated', undefined, 5_000)).identity.permissions
 
     // Minted before the revocation by a backend whose clock runs 2 s ahead (TandemAdmin mints locally).
     const ahead = (await mintIdToken(TEST_SECRET, { userId: 'eve' }, { now: Date.now() + 2_000 })).token
@@ -812,8 +844,16 @@ describe('the server secret, rate limits and hostile bodies', () => {
       `Bearer ${userToken}`, // a user's ID token is not the secret
     ]
     for (const authorization of wrong) {
-      const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', ...(authorization !== undefined && { authorization }) }, body: JSON.stringify({ id: 'sneaky', defaultAccesses: ['room:write'] }) })
-      expect({ authorization, status: res.status, code: ((await res.json()) as { error: string }).error }).toEqual({ authorization, status: 401, code: 'unauthorized' })
+      const res = await fetch(url, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', ...(authorization !== undefined && { authorization }) },
+        body: JSON.stringify({ id: 'sneaky', defaultAccesses: ['room:write'] }),
+      })
+      expect({ authorization, status: res.status, code: ((await res.json()) as { error: string }).error }).toEqual({
+        authorization,
+        status: 401,
+        code: 'unauthorized',
+      })
     }
     for (const path of ['/v1/rooms/sneaky', '/v1/rooms/sneaky/ydoc', '/v1/rooms']) {
       const res = await fetch(`${server.httpUrl}${path}`)
@@ -918,7 +958,11 @@ describe('OpenAPI', () => {
     ['post', '/v1/revoke', 'json'],
   ]
 
-  const openapi = async (): Promise<{ openapi: string; paths: Record<string, Record<string, Operation>>; components: { securitySchemes: Record<string, unknown> } }> => {
+  const openapi = async (): Promise<{
+    openapi: string
+    paths: Record<string, Record<string, Operation>>
+    components: { securitySchemes: Record<string, unknown> }
+  }> => {
     const { app } = await start()
     const res = await app.inject({ method: 'GET', url: '/docs/json' })
     expect(res.statusCode).toBe(200)
@@ -938,7 +982,10 @@ describe('OpenAPI', () => {
         expect(Object.keys(schema?.properties ?? {}).length).toBeGreaterThan(0)
       }
       const errors = Object.entries(operation!.responses).filter(([status]) => status.startsWith('4'))
-      expect(errors.map(([status]) => status), `${method} ${path}`).toEqual(expect.arrayContaining(['400', '401', '429']))
+      expect(
+        errors.map(([status]) => status),
+        `${method} ${path}`,
+      ).toEqual(expect.arrayContaining(['400', '401', '429']))
       for (const [status, response] of errors) {
         const schema = response.content?.['application/json']?.schema
         expect(schema?.properties?.error?.enum, `${method} ${path} ${status}`).toEqual([...ERROR_CODES])
@@ -946,20 +993,20 @@ describe('OpenAPI', () => {
       }
       if (path.includes('{roomId}')) expect(Object.keys(operation!.responses)).toContain('404')
     }
-    expect(Object.keys(doc.paths['/v1/rooms']!['post']!.responses)).toContain('409')
-    expect(Object.keys(doc.paths['/v1/rooms/{roomId}/ydoc']!['put']!.responses)).toContain('413')
+    expect(Object.keys(doc.paths['/v1/rooms']!.post!.responses)).toContain('409')
+    expect(Object.keys(doc.paths['/v1/rooms/{roomId}/ydoc']!.put!.responses)).toContain('413')
 
-    const create = doc.paths['/v1/rooms']!['post']!.requestBody!.content['application/json']!.schema
+    const create = doc.paths['/v1/rooms']!.post!.requestBody!.content['application/json']!.schema
     expect(create.required).toEqual(['id', 'defaultAccesses'])
-    expect(create.properties!['defaultAccesses']).toMatchObject({ type: 'array', items: { enum: [...PERMISSIONS] } })
-    expect(doc.paths['/v1/revoke']!['post']!.requestBody!.content['application/json']!.schema.required).toEqual(['userId'])
+    expect(create.properties!.defaultAccesses).toMatchObject({ type: 'array', items: { enum: [...PERMISSIONS] } })
+    expect(doc.paths['/v1/revoke']!.post!.requestBody!.content['application/json']!.schema.required).toEqual(['userId'])
   })
 
-  it('documents PUT /ydoc\'s binary request body', async () => {
+  it("documents PUT /ydoc's binary request body", async () => {
     // Why: without a body schema (the octet-stream parser takes any bytes) the OpenAPI document
     // would have no requestBody for it and a client generated from it cannot send one.
     const doc = await openapi()
-    const put = doc.paths['/v1/rooms/{roomId}/ydoc']!['put']!
+    const put = doc.paths['/v1/rooms/{roomId}/ydoc']!.put!
     expect(Object.keys(put.requestBody?.content ?? {})).toContain('application/octet-stream')
   })
 })

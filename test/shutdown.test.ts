@@ -44,8 +44,7 @@ afterEach(async () => {
 })
 
 /** The highest `saved` count the client has received so far. */
-const lastSaved = (client: RawClient): number =>
-  client.messages.reduce((max, m) => (m.kind === 'saved' ? Math.max(max, m.count) : max), 0)
+const lastSaved = (client: RawClient): number => client.messages.reduce((max, m) => (m.kind === 'saved' ? Math.max(max, m.count) : max), 0)
 
 /** `count` Yjs updates, each appending `m<i>;` to Y.Text 't', and the text they make. */
 const appendUpdates = (count: number): { updates: Uint8Array[]; text: string } => {
@@ -142,7 +141,12 @@ describe('graceful shutdown', () => {
 
     const fresh = peer(restarted, 'restart')
     await synced(fresh)
-    await until('a fresh peer has the edits typed while the server was gone', fresh.doc, ['update'], () => fresh.doc.getText('t').toString() === 'before;closing;down;')
+    await until(
+      'a fresh peer has the edits typed while the server was gone',
+      fresh.doc,
+      ['update'],
+      () => fresh.doc.getText('t').toString() === 'before;closing;down;',
+    )
 
     // And the server stored them: with every editor gone, a restart still has them.
     for (const p of peers.splice(0)) p.destroy()
@@ -159,7 +163,9 @@ describe('graceful shutdown', () => {
     const editors = rooms.flatMap((room) => [peer(server, room), peer(server, room)])
     const tandems = await Promise.all(rooms.map((room) => raw(server, room)))
     await Promise.all([...editors.map(synced), ...tandems.map((c) => c.next('sync-step-2'))])
-    editors.forEach((e, i) => e.doc.getText('t').insert(0, `editor ${i};`))
+    editors.forEach((e, i) => {
+      e.doc.getText('t').insert(0, `editor ${i};`)
+    })
     // One socket that has not said anything yet (waiting for its first message)...
     const silent = await raw(server, 'delta', { auth: false, sync: false })
     // ...and one still sending when close begins.
@@ -224,7 +230,10 @@ function appendInBursts(writer: RawClient, bursts: number): { text: Y.Text; done
   let sent = 0
   const done = new Promise<void>((resolve) => {
     const burst = (remaining: number): void => {
-      if (remaining === 0 || writer.socket.readyState !== WebSocket.OPEN) return resolve()
+      if (remaining === 0 || writer.socket.readyState !== WebSocket.OPEN) {
+        resolve()
+        return
+      }
       for (let i = 0; i < 10; i++) text.insert(text.length, `m${sent++};`)
       setImmediate(() => burst(remaining - 1))
     }
@@ -232,4 +241,3 @@ function appendInBursts(writer: RawClient, bursts: number): { text: Y.Text; done
   })
   return { text, done }
 }
-

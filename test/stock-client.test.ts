@@ -48,15 +48,25 @@ describe('stock y-websocket client', () => {
     expect(a.doc.getText('text').toString()).toBe(b.doc.getText('text').toString())
   })
 
-  it('editors see each other\'s presence, and it goes when one leaves', async () => {
+  it("editors see each other's presence, and it goes when one leaves", async () => {
     const a = peer('doc-2')
     const b = peer('doc-2')
     await Promise.all([synced(a), synced(b)])
     a.provider.awareness.setLocalStateField('user', { name: 'Ada' })
     b.provider.awareness.setLocalStateField('user', { name: 'Bob' })
     const aw = (p: StockPeer) => p.provider.awareness
-    await until('b sees ada', aw(b), ['change'], () => (aw(b).getStates().get(a.doc.clientID) as any)?.user?.name === 'Ada')
-    await until('a sees bob', aw(a), ['change'], () => (aw(a).getStates().get(b.doc.clientID) as any)?.user?.name === 'Bob')
+    await until(
+      'b sees ada',
+      aw(b),
+      ['change'],
+      () => (aw(b).getStates().get(a.doc.clientID) as { user?: { name?: string } } | undefined)?.user?.name === 'Ada',
+    )
+    await until(
+      'a sees bob',
+      aw(a),
+      ['change'],
+      () => (aw(a).getStates().get(b.doc.clientID) as { user?: { name?: string } } | undefined)?.user?.name === 'Bob',
+    )
 
     a.provider.disconnect()
     await until('ada removed at b', aw(b), ['change'], () => !aw(b).getStates().has(a.doc.clientID))

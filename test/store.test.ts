@@ -29,8 +29,7 @@ const plain = (doc: StoredDocument): { updates: number[][]; firstSeq: number; la
   lastSeq: doc.lastSeq,
 })
 const compareBytes = (a: Uint8Array, b: Uint8Array): number => Buffer.compare(a, b)
-const inRange = (key: Uint8Array, range: { gte: Uint8Array; lt: Uint8Array }): boolean =>
-  compareBytes(key, range.gte) >= 0 && compareBytes(key, range.lt) < 0
+const inRange = (key: Uint8Array, range: { gte: Uint8Array; lt: Uint8Array }): boolean => compareBytes(key, range.gte) >= 0 && compareBytes(key, range.lt) < 0
 const tempDir = (): string => fs.mkdtempSync(path.join(os.tmpdir(), 'tandem-store-'))
 /** A small disk reserve: these stores hold a few records each. */
 const LEVEL_OPTIONS = { reserveBytes: 64 * 1024 }
@@ -87,10 +86,10 @@ const scribble = (value: unknown): void => {
 }
 
 /** Opens an empty store; `tempDir()` gives a fresh directory, removed after the test. */
-export type OpenStore = (tempDir: () => string) => Promise<Store>
+type OpenStore = (tempDir: () => string) => Promise<Store>
 
 /** The contract every Store passes. Stores opened through it are closed after each test. */
-export function storeContract(name: string, open: OpenStore): void {
+function storeContract(name: string, open: OpenStore): void {
   describe(`Store contract: ${name}`, () => {
     let dirs: string[]
     let opened: Store[]
@@ -693,6 +692,7 @@ describe('store keys', () => {
 
   it('validates room ids', () => {
     for (const id of ['a', 'room-1', 'a:b', 'é', '\u{1F600}', 'x'.repeat(256), ' ']) expect(isValidRoomId(id)).toBe(true)
-    for (const id of ['', 'x'.repeat(257), 'a\u0000', 'a\u0001b', '\n', 'a\u001f', 'a\u007f', 'a\u0085', '\u0080', 'a\u009f']) expect(isValidRoomId(id)).toBe(false)
+    for (const id of ['', 'x'.repeat(257), 'a\u0000', 'a\u0001b', '\n', 'a\u001f', 'a\u007f', 'a\u0085', '\u0080', 'a\u009f'])
+      expect(isValidRoomId(id)).toBe(false)
   })
 })

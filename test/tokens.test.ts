@@ -31,9 +31,7 @@ const nowSeconds = (): number => Math.floor(Date.now() / 1000)
 
 /** An HS256 token signed by hand, for claims `mint*` would refuse to produce. */
 const signHs256 = (claims: Record<string, unknown>, secret: string | Uint8Array = SECRET): Promise<string> =>
-  new SignJWT(claims)
-    .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
-    .sign(typeof secret === 'string' ? new TextEncoder().encode(secret) : secret)
+  new SignJWT(claims).setProtectedHeader({ alg: 'HS256', typ: 'JWT' }).sign(typeof secret === 'string' ? new TextEncoder().encode(secret) : secret)
 
 describe('minting and verifying Tandem tokens', () => {
   const verifier = new TokenVerifier({ secret: SECRET })
@@ -105,10 +103,7 @@ describe('minting and verifying Tandem tokens', () => {
   })
 
   it('refuses HS384 even with the right secret (HS256 only)', async () => {
-    const token = await new SignJWT({ sub: 'alice' })
-      .setProtectedHeader({ alg: 'HS384' })
-      .setExpirationTime('1m')
-      .sign(new TextEncoder().encode(SECRET))
+    const token = await new SignJWT({ sub: 'alice' }).setProtectedHeader({ alg: 'HS384' }).setExpirationTime('1m').sign(new TextEncoder().encode(SECRET))
     expect(await codeOf(verifier.verify(token))).toBe('unauthorized')
   })
 
@@ -169,13 +164,7 @@ describe('an identity provider with a PEM public key', () => {
   })
 
   const external = (claims: Record<string, unknown>, { iss = ISSUER, aud = AUDIENCE } = {}): Promise<string> =>
-    new SignJWT(claims)
-      .setProtectedHeader({ alg: 'ES256' })
-      .setIssuer(iss)
-      .setAudience(aud)
-      .setIssuedAt()
-      .setExpirationTime('5m')
-      .sign(privateKey)
+    new SignJWT(claims).setProtectedHeader({ alg: 'ES256' }).setIssuer(iss).setAudience(aud).setIssuedAt().setExpirationTime('5m').sign(privateKey)
 
   it('verifies an ES256 token and maps the groups claim', async () => {
     const verified = await verifier.verify(await external({ sub: 'dave', roles: ['eng'], groups: ['ignored'] }))
@@ -244,12 +233,7 @@ describe('an identity provider with a JWKS', () => {
   })
 
   const sign = (claims: Record<string, unknown>, kid = KID): Promise<string> =>
-    new SignJWT(claims)
-      .setProtectedHeader({ alg: 'RS256', kid })
-      .setIssuer(ISSUER)
-      .setAudience(AUDIENCE)
-      .setExpirationTime('5m')
-      .sign(privateKey)
+    new SignJWT(claims).setProtectedHeader({ alg: 'RS256', kid }).setIssuer(ISSUER).setAudience(AUDIENCE).setExpirationTime('5m').sign(privateKey)
 
   const fresh = (): TokenVerifier => new TokenVerifier({ secret: SECRET, jwksUrl, issuer: ISSUER, audience: AUDIENCE })
 
@@ -285,11 +269,7 @@ describe('an identity provider with a JWKS', () => {
       .setAudience(AUDIENCE)
       .setExpirationTime('5m')
       .sign(privateKey)
-    const noAud = await new SignJWT({ sub: 'erin' })
-      .setProtectedHeader({ alg: 'RS256', kid: KID })
-      .setIssuer(ISSUER)
-      .setExpirationTime('5m')
-      .sign(privateKey)
+    const noAud = await new SignJWT({ sub: 'erin' }).setProtectedHeader({ alg: 'RS256', kid: KID }).setIssuer(ISSUER).setExpirationTime('5m').sign(privateKey)
     expect(await codeOf(verifier.verify(wrongIss))).toBe('unauthorized')
     expect(await codeOf(verifier.verify(noAud))).toBe('unauthorized')
   })

@@ -5,6 +5,9 @@ import * as prng from 'lib0/prng'
 import { TandemError } from '../protocol/errors.ts'
 import { ItemRef, validateStateVector, validateUpdate } from '../server/rooms/update-validator.ts'
 
+// biome-ignore lint/suspicious/noExplicitAny: Yjs's shared types are invariant in their event type; any is their one common supertype
+type AnyType = Y.AbstractType<any>
+
 const SEED = 20240611
 
 // ---- a seeded corpus of real updates ----------------------------------------------------------
@@ -16,46 +19,66 @@ interface Sample {
 
 const randomAny = (gen: prng.PRNG, depth = 0): unknown => {
   switch (prng.int32(gen, 0, depth > 2 ? 5 : 8)) {
-    case 0: return prng.int32(gen, -1e6, 1e6)
-    case 1: return prng.real53(gen) * 1e9
-    case 2: return prng.utf16String(gen, 8)
-    case 3: return null
-    case 4: return prng.bool(gen)
-    case 5: return prng.word(gen, 0, 6)
-    case 6: return { a: randomAny(gen, depth + 1), u: undefined, bin: prng.uint8Array(gen, 3) }
-    case 7: return [randomAny(gen, depth + 1), randomAny(gen, depth + 1)]
-    default: return { [prng.word(gen, 1, 4)]: [randomAny(gen, depth + 1)] }
+    case 0:
+      return prng.int32(gen, -1e6, 1e6)
+    case 1:
+      return prng.real53(gen) * 1e9
+    case 2:
+      return prng.utf16String(gen, 8)
+    case 3:
+      return null
+    case 4:
+      return prng.bool(gen)
+    case 5:
+      return prng.word(gen, 0, 6)
+    case 6:
+      return { a: randomAny(gen, depth + 1), u: undefined, bin: prng.uint8Array(gen, 3) }
+    case 7:
+      return [randomAny(gen, depth + 1), randomAny(gen, depth + 1)]
+    default:
+      return { [prng.word(gen, 1, 4)]: [randomAny(gen, depth + 1)] }
   }
 }
 
 /** Something to put in an array or map: plain values, binary, a nested type, or a subdocument. */
 const randomContent = (gen: prng.PRNG, forMap: boolean): unknown => {
   switch (prng.int32(gen, 0, forMap ? 13 : 11)) {
-    case 0: return prng.uint8Array(gen, prng.int32(gen, 0, 6))
-    case 1: return new Y.Map()
-    case 2: return new Y.Array()
-    case 3: return new Y.Text(prng.word(gen, 1, 5))
-    case 4: return new Y.XmlElement(prng.oneOf(gen, ['p', 'div', 'h1']))
-    case 5: return new Y.XmlText(prng.word(gen, 1, 5))
-    case 6: return new Y.XmlFragment()
-    case 7: return new Y.XmlHook('hook-' + prng.word(gen, 1, 3))
-    case 8: return new Y.Doc({ autoLoad: prng.bool(gen), gc: prng.bool(gen), meta: { title: prng.word(gen) } })
-    case 12: return undefined
-    case 13: return BigInt(prng.int32(gen, -1000, 1000))
-    default: return randomAny(gen)
+    case 0:
+      return prng.uint8Array(gen, prng.int32(gen, 0, 6))
+    case 1:
+      return new Y.Map()
+    case 2:
+      return new Y.Array()
+    case 3:
+      return new Y.Text(prng.word(gen, 1, 5))
+    case 4:
+      return new Y.XmlElement(prng.oneOf(gen, ['p', 'div', 'h1']))
+    case 5:
+      return new Y.XmlText(prng.word(gen, 1, 5))
+    case 6:
+      return new Y.XmlFragment()
+    case 7:
+      return new Y.XmlHook(`hook-${prng.word(gen, 1, 3)}`)
+    case 8:
+      return new Y.Doc({ autoLoad: prng.bool(gen), gc: prng.bool(gen), meta: { title: prng.word(gen) } })
+    case 12:
+      return undefined
+    case 13:
+      return BigInt(prng.int32(gen, -1000, 1000))
+    default:
+      return randomAny(gen)
   }
 }
 
 const attrs = (gen: prng.PRNG): Record<string, unknown> =>
-  prng.oneOf(gen, [{ bold: true }, { bold: null }, { color: '#' + prng.word(gen, 3, 3) }, { link: { href: 'x' } }])
+  prng.oneOf(gen, [{ bold: true }, { bold: null }, { color: `#${prng.word(gen, 3, 3)}` }, { link: { href: 'x' } }])
 
 /** Every shared type reachable from the roots, so edits also land in nested types. */
-const allTypes = (doc: Y.Doc): Y.AbstractType<any>[] => {
-  const out: Y.AbstractType<any>[] = []
-  const visit = (t: Y.AbstractType<any>): void => {
+const allTypes = (doc: Y.Doc): AnyType[] => {
+  const out: AnyType[] = []
+  const visit = (t: AnyType): void => {
     out.push(t)
-    const children: unknown[] = t instanceof Y.Map ? Array.from(t.values())
-      : t instanceof Y.Array || t instanceof Y.XmlFragment ? t.toArray() : []
+    const children: unknown[] = t instanceof Y.Map ? Array.from(t.values()) : t instanceof Y.Array || t instanceof Y.XmlFragment ? t.toArray() : []
     for (const c of children) if (c instanceof Y.AbstractType) visit(c)
   }
   visit(doc.getText('text'))
@@ -80,7 +103,8 @@ const randomEdit = (gen: prng.PRNG, doc: Y.Doc): void => {
   const del = prng.int32(gen, 0, 4) === 0
   if (t instanceof Y.Text) {
     editText(gen, t) // Y.XmlText too
-  } else if (t instanceof Y.Map) { // Y.XmlHook too
+  } else if (t instanceof Y.Map) {
+    // Y.XmlHook too
     const key = prng.oneOf(gen, ['a', 'b', 'c', 'd'])
     if (del) t.delete(key)
     else t.set(key, randomContent(gen, true))
@@ -148,7 +172,9 @@ const bytes = (write: (e: encoding.Encoder) => void): Uint8Array => {
   write(e)
   return encoding.toUint8Array(e)
 }
-const uints = (e: encoding.Encoder, ...ns: number[]): void => ns.forEach((n) => encoding.writeVarUint(e, n))
+const uints = (e: encoding.Encoder, ...ns: number[]): void => {
+  for (const n of ns) encoding.writeVarUint(e, n)
+}
 
 /** One client (1) with one struct at clock 0: `info`, then `body`, then an empty delete set. */
 const oneStruct = (info: number, body: (e: encoding.Encoder) => void): Uint8Array =>
@@ -244,12 +270,29 @@ describe('validateUpdate on real updates', () => {
       if (Y.decodeUpdate(update).ds.clients.size > 0) seen.add('delete set')
     }
     for (const kind of [
-      'Item', 'GC', 'Skip', 'delete set',
-      'ContentAny', 'ContentBinary', 'ContentDeleted', 'ContentDoc', 'ContentEmbed', 'ContentFormat',
-      'ContentJSON', 'ContentString', 'ContentType',
-      'YArray', 'YMap', 'YText', 'YXmlElement', 'YXmlFragment', 'YXmlHook', 'YXmlText',
+      'Item',
+      'GC',
+      'Skip',
+      'delete set',
+      'ContentAny',
+      'ContentBinary',
+      'ContentDeleted',
+      'ContentDoc',
+      'ContentEmbed',
+      'ContentFormat',
+      'ContentJSON',
+      'ContentString',
+      'ContentType',
+      'YArray',
+      'YMap',
+      'YText',
+      'YXmlElement',
+      'YXmlFragment',
+      'YXmlHook',
+      'YXmlText',
       'doc opts autoLoad,gc,meta',
-    ]) expect(seen, kind).toContain(kind)
+    ])
+      expect(seen, kind).toContain(kind)
   })
 
   it('accepts legacy ContentJSON that yjs applies', () => {
@@ -306,7 +349,13 @@ describe('validateUpdate rejects', () => {
   })
 
   it('integers past 2^53', () => {
-    rejects(bytes((e) => { uints(e, 1, 1); encoding.writeUint8Array(e, new Uint8Array([0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f])); uints(e, 0, 0, 1, 0) }))
+    rejects(
+      bytes((e) => {
+        uints(e, 1, 1)
+        encoding.writeUint8Array(e, new Uint8Array([0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f]))
+        uints(e, 0, 0, 1, 0)
+      }),
+    )
     rejects(bytes((e) => uints(e, 1, 1, 1, Number.MAX_SAFE_INTEGER, 0, 2, 0))) // clock + length overflows
   })
 
@@ -316,7 +365,13 @@ describe('validateUpdate rejects', () => {
   })
 
   it('a type ref outside 0..6, which makes Y.applyUpdate throw', () => {
-    for (let ref = 0; ref <= 6; ref++) validateUpdate(rootItem(7, (e) => { uints(e, ref); if (ref === 3 || ref === 5) encoding.writeVarString(e, 'p') }))
+    for (let ref = 0; ref <= 6; ref++)
+      validateUpdate(
+        rootItem(7, (e) => {
+          uints(e, ref)
+          if (ref === 3 || ref === 5) encoding.writeVarString(e, 'p')
+        }),
+      )
     const bad = rootItem(7, (e) => uints(e, 7))
     rejects(bad)
     expect(() => Y.applyUpdate(new Y.Doc(), bad)).toThrow()
@@ -325,8 +380,19 @@ describe('validateUpdate rejects', () => {
   it('invalid JSON in an embed, a format value and JSON content', () => {
     rejects(rootItem(5, (e) => encoding.writeVarString(e, '{bad')))
     validateUpdate(rootItem(5, (e) => encoding.writeVarString(e, '{"ok":1}')))
-    rejects(rootItem(6, (e) => { encoding.writeVarString(e, 'bold'); encoding.writeVarString(e, 'tru') }))
-    rejects(rootItem(2, (e) => { uints(e, 2); encoding.writeVarString(e, 'undefined'); encoding.writeVarString(e, '[1,') }))
+    rejects(
+      rootItem(6, (e) => {
+        encoding.writeVarString(e, 'bold')
+        encoding.writeVarString(e, 'tru')
+      }),
+    )
+    rejects(
+      rootItem(2, (e) => {
+        uints(e, 2)
+        encoding.writeVarString(e, 'undefined')
+        encoding.writeVarString(e, '[1,')
+      }),
+    )
   })
 
   it('strings that are not UTF-8, which yjs decodes fatally', () => {
@@ -336,7 +402,12 @@ describe('validateUpdate rejects', () => {
   })
 
   it('unreadable and too deeply nested any values, with a TandemError and not a RangeError', () => {
-    rejects(rootItem(8, (e) => { uints(e, 1); encoding.writeUint8(e, 115) })) // unknown tag
+    rejects(
+      rootItem(8, (e) => {
+        uints(e, 1)
+        encoding.writeUint8(e, 115)
+      }),
+    ) // unknown tag
     const deep = rootItem(8, (e) => {
       uints(e, 1)
       for (let i = 0; i < 100_000; i++) encoding.writeUint8Array(e, new Uint8Array([117, 1]))
@@ -344,7 +415,10 @@ describe('validateUpdate rejects', () => {
     })
     const err = rejects(deep)
     expect(err).not.toBeInstanceOf(RangeError)
-    const ok = rootItem(8, (e) => { uints(e, 1); encoding.writeAny(e, [[[{ a: [1n, 2.5, 'x', new Uint8Array([1])] }]]]) })
+    const ok = rootItem(8, (e) => {
+      uints(e, 1)
+      encoding.writeAny(e, [[[{ a: [1n, 2.5, 'x', new Uint8Array([1])] }]]])
+    })
     expect(validateUpdate(ok).structs).toBe(1)
   })
 
@@ -359,9 +433,18 @@ describe('validateUpdate rejects', () => {
   })
 
   it('an origin or parent that is not before the struct itself, which makes Y.applyUpdate throw', () => {
-    const selfOrigin = oneStruct(0x80 | 4, (e) => { uints(e, 1, 0); encoding.writeVarString(e, 'x') })
-    const selfRight = oneStruct(0x40 | 4, (e) => { uints(e, 1, 0); encoding.writeVarString(e, 'x') })
-    const selfParent = oneStruct(4, (e) => { uints(e, 0, 1, 0); encoding.writeVarString(e, 'x') })
+    const selfOrigin = oneStruct(0x80 | 4, (e) => {
+      uints(e, 1, 0)
+      encoding.writeVarString(e, 'x')
+    })
+    const selfRight = oneStruct(0x40 | 4, (e) => {
+      uints(e, 1, 0)
+      encoding.writeVarString(e, 'x')
+    })
+    const selfParent = oneStruct(4, (e) => {
+      uints(e, 0, 1, 0)
+      encoding.writeVarString(e, 'x')
+    })
     for (const u of [selfOrigin, selfRight, selfParent]) {
       rejects(u)
       expect(() => Y.applyUpdate(new Y.Doc(), u)).toThrow()
@@ -371,21 +454,34 @@ describe('validateUpdate rejects', () => {
   it('a client written twice, which yjs would half drop', () => {
     const twice = bytes((e) => {
       uints(e, 2)
-      for (const clock of [0, 1]) { uints(e, 1, 7, clock, 4, 1); encoding.writeVarString(e, 'r'); encoding.writeVarString(e, 'x') }
+      for (const clock of [0, 1]) {
+        uints(e, 1, 7, clock, 4, 1)
+        encoding.writeVarString(e, 'r')
+        encoding.writeVarString(e, 'x')
+      }
       uints(e, 0)
     })
     rejects(twice)
   })
 
   it('subdocument options that are not an object, or override the guid', () => {
-    const doc = (opts: unknown) => rootItem(9, (e) => { encoding.writeVarString(e, 'guid'); encoding.writeAny(e, opts as any) })
+    const doc = (opts: unknown) =>
+      rootItem(9, (e) => {
+        encoding.writeVarString(e, 'guid')
+        encoding.writeAny(e, opts as Parameters<typeof encoding.writeAny>[1])
+      })
     expect(validateUpdate(doc({ gc: false, autoLoad: true, meta: { a: 1 } })).structs).toBe(1)
     for (const bad of [null, 1, [], { guid: 'other' }, { gcFilter: 1 }, { gc: 'no' }]) rejects(doc(bad))
     expect(() => Y.applyUpdate(new Y.Doc(), doc(null))).toThrow()
   })
 
   it('parent info other than 0 or 1', () => {
-    rejects(oneStruct(4, (e) => { uints(e, 2, 1, 0); encoding.writeVarString(e, 'x') }))
+    rejects(
+      oneStruct(4, (e) => {
+        uints(e, 2, 1, 0)
+        encoding.writeVarString(e, 'x')
+      }),
+    )
   })
 })
 
@@ -466,8 +562,17 @@ describe('validateStateVector', () => {
   })
 
   it('rejects absurd counts and integers past 2^53', () => {
-    rejects(bytes((e) => uints(e, 2 ** 32, 1, 1)), validateStateVector)
-    rejects(bytes((e) => { uints(e, 1, 1); encoding.writeUint8Array(e, new Uint8Array([0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f])) }), validateStateVector)
+    rejects(
+      bytes((e) => uints(e, 2 ** 32, 1, 1)),
+      validateStateVector,
+    )
+    rejects(
+      bytes((e) => {
+        uints(e, 1, 1)
+        encoding.writeUint8Array(e, new Uint8Array([0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f]))
+      }),
+      validateStateVector,
+    )
   })
 
   it('rejects an update where a state vector is expected', () => {

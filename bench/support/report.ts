@@ -22,7 +22,11 @@ export function table(results: readonly Result[]): string {
     ]),
   ]
   const widths = rows[0]!.map((_, c) => Math.max(...rows.map((row) => row[c]!.length)))
-  const line = (row: string[]): string => row.map((cell, c) => (c === 2 || c === 5 || c === 6 ? cell.padStart(widths[c]!) : cell.padEnd(widths[c]!))).join('  ').trimEnd()
+  const line = (row: string[]): string =>
+    row
+      .map((cell, c) => (c === 2 || c === 5 || c === 6 ? cell.padStart(widths[c]!) : cell.padEnd(widths[c]!)))
+      .join('  ')
+      .trimEnd()
   return [line(rows[0]!), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.slice(1).map(line)].join('\n')
 }
 
@@ -65,11 +69,13 @@ export function svg(results: readonly Result[], title: string): string {
   })
   let y = top + withBase.length * rowH + 24
   for (const r of plain) {
-    out.push(`<text x="10" y="${y}">${esc(`${r.scenario} ${r.metric}: ${fmt(r.value)} ${r.unit}${r.target ? ` (target ${r.target}: ${r.met ? 'met' : 'missed'})` : ''}`)}</text>`)
+    out.push(
+      `<text x="10" y="${y}">${esc(`${r.scenario} ${r.metric}: ${fmt(r.value)} ${r.unit}${r.target ? ` (target ${r.target}: ${r.met ? 'met' : 'missed'})` : ''}`)}</text>`,
+    )
     y += 16
   }
   out.push('</svg>')
-  return out.join('\n') + '\n'
+  return `${out.join('\n')}\n`
 }
 
 export interface Report {
@@ -85,7 +91,7 @@ export interface Report {
 
 export function writeReport(dir: string, report: Report): string {
   mkdirSync(dir, { recursive: true })
-  const json = JSON.stringify(report, null, 2) + '\n'
+  const json = `${JSON.stringify(report, null, 2)}\n`
   const file = join(dir, `${report.startedAt.replace(/[:.]/g, '-')}${report.quick ? '-quick' : ''}.json`)
   writeFileSync(file, json)
   writeFileSync(join(dir, 'latest.json'), json)

@@ -188,7 +188,8 @@ function handshake(socket: Socket, host: string, port: number, path: string): Pr
       const status = head.subarray(0, head.indexOf('\r\n')).toString()
       if (!/^HTTP\/1\.1 101 /.test(status)) {
         socket.destroy()
-        return reject(new Error(`upgrade refused: ${status}`))
+        reject(new Error(`upgrade refused: ${status}`))
+        return
       }
       resolve(head.subarray(end + 4))
     }

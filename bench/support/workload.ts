@@ -99,7 +99,11 @@ export function textOf(updates: Iterable<Uint8Array>): string {
 /** A document of about `bytes` characters built by typing and pasting: one state update. */
 export function documentOfSize(seed: number, bytes: number): { update: Uint8Array; text: string } {
   const pasteSize = Math.max(64, Math.floor(bytes / 40))
-  const trace = typingTrace(seed, { keystrokes: Math.min(2_000, Math.floor(bytes / 4)), pastes: Math.max(1, Math.floor(bytes / pasteSize) - 1), pasteBytes: [pasteSize, pasteSize] })
+  const trace = typingTrace(seed, {
+    keystrokes: Math.min(2_000, Math.floor(bytes / 4)),
+    pastes: Math.max(1, Math.floor(bytes / pasteSize) - 1),
+    pasteBytes: [pasteSize, pasteSize],
+  })
   const doc = new Y.Doc()
   doc.transact(() => {
     for (const u of trace.updates) Y.applyUpdate(doc, u)

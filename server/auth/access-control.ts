@@ -95,7 +95,7 @@ export class AccessControl {
     const pattern = identity.kind === 'access' ? matchingPattern(identity.perms, roomId) : null
     await this.#serial.run(roomId, async () => {
       if ((await this.#pending.getRoom(roomId)) !== null) return
-      if (pattern !== null && pattern.endsWith('*')) {
+      if (pattern?.endsWith('*')) {
         const prefix = pattern.slice(0, -1)
         const quota = this.#roomsPerPattern
         if ((await this.#store.countRooms(prefix, quota)) >= quota) {
@@ -117,7 +117,10 @@ export class AccessControl {
     const published = this.#publish({ kind: 'room', record })
     await this.roomChanged(record.id)
     if (!(await stored)) {
-      throw new TandemError('unavailable', 'the change is in effect for live sessions and new joins, but the store did not take it (a restart would forget it); retry')
+      throw new TandemError(
+        'unavailable',
+        'the change is in effect for live sessions and new joins, but the store did not take it (a restart would forget it); retry',
+      )
     }
     await this.#told(published)
   }
@@ -126,15 +129,17 @@ export class AccessControl {
   async roomChanged(roomId: string): Promise<void> {
     this.#epoch++
     await Promise.all(
-      [...this.#connections].filter((c) => c.roomId === roomId && c.isOpen).map(async (connection) => {
-        const session = connection.session!
-        try {
-          connection.setPermissions(await this.evaluate(roomId, session))
-        } catch (err) {
-          this.#log.debug({ err, connectionId: connection.id }, 'access re-evaluation refused the session')
-          connection.end(err instanceof TandemError ? err : new TandemError('server_error', 'access re-evaluation failed'))
-        }
-      }),
+      [...this.#connections]
+        .filter((c) => c.roomId === roomId && c.isOpen)
+        .map(async (connection) => {
+          const session = connection.session!
+          try {
+            connection.setPermissions(await this.evaluate(roomId, session))
+          } catch (err) {
+            this.#log.debug({ err, connectionId: connection.id }, 'access re-evaluation refused the session')
+            connection.end(err instanceof TandemError ? err : new TandemError('server_error', 'access re-evaluation failed'))
+          }
+        }),
     )
   }
 
@@ -149,7 +154,10 @@ export class AccessControl {
     const published = this.#publish({ kind: 'revoked', userId, roomId, at })
     const closed = this.#closeSessionsOf(userId, roomId)
     if (!(await stored)) {
-      throw new TandemError('unavailable', `${closed} sessions were closed and the user is kept out, but the store did not take the revocation (a restart would forget it); retry`)
+      throw new TandemError(
+        'unavailable',
+        `${closed} sessions were closed and the user is kept out, but the store did not take the revocation (a restart would forget it); retry`,
+      )
     }
     await this.#told(published)
     return closed

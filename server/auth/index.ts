@@ -11,5 +11,17 @@ export { resolvePermissions, type Identity, type RoomAccesses } from './acl.ts'
 export { builtInAuthenticate, type AuthenticatorDeps } from './authenticator.ts'
 export { PendingAccess } from './pending-access.ts'
 export { isRefusal } from './session.ts'
-export type { Actor, Authenticate, AuthResult, Authorize, ConnectionRequest, Credentials, LiveSession, Refusal, RoomView, Session, SessionGrant } from './session.ts'
+export type {
+  Actor,
+  Authenticate,
+  AuthResult,
+  Authorize,
+  ConnectionRequest,
+  Credentials,
+  LiveSession,
+  Refusal,
+  RoomView,
+  Session,
+  SessionGrant,
+} from './session.ts'
 export { CLOCK_TOLERANCE_SECONDS, MAX_TOKEN_LENGTH, TokenVerifier, type TokenVerifierOptions, type VerifiedToken } from './token-verifier.ts'

@@ -10,14 +10,7 @@
  */
 
 import { type KeyObject, createPublicKey } from 'node:crypto'
-import {
-  type JWTPayload,
-  type JWTVerifyGetKey,
-  type JWTVerifyOptions,
-  createRemoteJWKSet,
-  decodeProtectedHeader,
-  jwtVerify,
-} from 'jose'
+import { type JWTPayload, type JWTVerifyGetKey, type JWTVerifyOptions, createRemoteJWKSet, decodeProtectedHeader, jwtVerify } from 'jose'
 import { TandemError } from '../../protocol/errors.ts'
 import { ConfigError } from '../config-error.ts'
 import { isValidId, isValidUserId } from '../../protocol/ids.ts'
@@ -201,9 +194,7 @@ export class TokenVerifier {
         if (this.#external === null) throw unauthorized('no identity provider configured')
         const { key, options } = this.#external
         ;({ payload } =
-          typeof key === 'function'
-            ? await jwtVerify(token, key, { ...common, ...options })
-            : await jwtVerify(token, key, { ...common, ...options }))
+          typeof key === 'function' ? await jwtVerify(token, key, { ...common, ...options }) : await jwtVerify(token, key, { ...common, ...options }))
         external = true
       } else {
         throw unauthorized('unsupported algorithm')
@@ -219,9 +210,9 @@ export class TokenVerifier {
     const { sub, exp, iat } = payload
     if (!isValidUserId(sub)) throw unauthorized('invalid sub claim')
     if (typeof exp !== 'number') throw unauthorized('invalid exp claim')
-    const info = payload['info']
-    const sid = payload['sid']
-    const tid = payload['tid']
+    const info = payload.info
+    const sid = payload.sid
+    const tid = payload.tid
     const common = {
       userId: sub,
       issuedAt: typeof iat === 'number' ? iat * 1000 : 0,
@@ -252,9 +243,9 @@ export class TokenVerifier {
     // What makes an access token is its `perms` claim (SPEC section 2), so a backend that signs
     // `{ sub, perms, exp }` with any JWT library gets one. Tandem's own `k` marker is optional on
     // input; claims that contradict each other are refused, never read as the other kind.
-    const k = payload['k']
-    const perms = payload['perms']
-    const groups = payload['groups']
+    const k = payload.k
+    const perms = payload.perms
+    const groups = payload.groups
     if (k !== undefined && k !== TOKEN_KIND.id && k !== TOKEN_KIND.access) throw unauthorized('unknown token kind')
     if (perms !== undefined) {
       if (k === TOKEN_KIND.id) throw unauthorized('contradictory claims: k says ID token, perms says access token')

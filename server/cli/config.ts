@@ -87,9 +87,10 @@ const SETTINGS = {
 } as const satisfies { readonly [K in Exclude<keyof Config, 'limits'>]: Setting }
 
 /** One flag and variable per limit, named after it (limits.ts). */
-const LIMIT_SETTINGS = Object.fromEntries(
-  LIMIT_NAMES.map((name) => [name, { flag: limitFlag(name), env: limitEnv(name), type: 'string' }]),
-) as Record<LimitName, Setting>
+const LIMIT_SETTINGS = Object.fromEntries(LIMIT_NAMES.map((name) => [name, { flag: limitFlag(name), env: limitEnv(name), type: 'string' }])) as Record<
+  LimitName,
+  Setting
+>
 
 const ALL_SETTINGS: readonly Setting[] = [...Object.values(SETTINGS), ...Object.values(LIMIT_SETTINGS)]
 

@@ -52,7 +52,19 @@ const readPem = (value: string | null): string | undefined => {
   }
 }
 
-const { allowAnonymous, yWebsocketCompat, syncWrites, trustIdentityHeaders, logLevel, playground, broadcastWindowMs, storeWindowMs, limits, redisPrefix, redisWaitReplicas } = config
+const {
+  allowAnonymous,
+  yWebsocketCompat,
+  syncWrites,
+  trustIdentityHeaders,
+  logLevel,
+  playground,
+  broadcastWindowMs,
+  storeWindowMs,
+  limits,
+  redisPrefix,
+  redisWaitReplicas,
+} = config
 const engines = {
   ...(config.databaseUrl !== null && { databaseUrl: config.databaseUrl }),
   ...(config.redisUrl !== null && { redisUrl: config.redisUrl, redisPrefix, redisWaitReplicas }),
@@ -63,13 +75,25 @@ const jwt = {
   ...(config.jwtIssuer !== null && { issuer: config.jwtIssuer }),
   ...(config.jwtAudience !== null && { audience: config.jwtAudience }),
 }
-const app = await createServer({ dataDir, secret, allowAnonymous, yWebsocketCompat, syncWrites, trustIdentityHeaders, jwt, logLevel, playground, broadcastWindowMs, storeWindowMs, limits, ...engines }).catch(
-  (err: unknown) => {
-    // Misconfiguration and start-up refusals (a data dir in use, of another schema): one line.
-    if (err instanceof ConfigError) fail(err.message)
-    throw err
-  },
-)
+const app = await createServer({
+  dataDir,
+  secret,
+  allowAnonymous,
+  yWebsocketCompat,
+  syncWrites,
+  trustIdentityHeaders,
+  jwt,
+  logLevel,
+  playground,
+  broadcastWindowMs,
+  storeWindowMs,
+  limits,
+  ...engines,
+}).catch((err: unknown) => {
+  // Misconfiguration and start-up refusals (a data dir in use, of another schema): one line.
+  if (err instanceof ConfigError) fail(err.message)
+  throw err
+})
 
 let closing = false
 const shutdown = (): void => {

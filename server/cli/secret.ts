@@ -53,7 +53,7 @@ export async function loadOrCreateSecret(dataDir: string): Promise<LoadedSecret>
 
 /** The trimmed secret in `path`, or null if there is no such file. */
 async function readSecretFile(path: string): Promise<{ secret: string; insecureMode: boolean } | null> {
-  let handle
+  let handle: Awaited<ReturnType<typeof open>>
   try {
     handle = await open(path, 'r')
   } catch (err) {
@@ -64,9 +64,7 @@ async function readSecretFile(path: string): Promise<{ secret: string; insecureM
     const { mode } = await handle.stat()
     const secret = (await handle.readFile('utf8')).trim()
     if (secret.length < MIN_SECRET_LENGTH) {
-      throw new Error(
-        `secret file ${path} holds fewer than ${MIN_SECRET_LENGTH} characters; fix it, or delete it to generate a new secret`,
-      )
+      throw new Error(`secret file ${path} holds fewer than ${MIN_SECRET_LENGTH} characters; fix it, or delete it to generate a new secret`)
     }
     // Windows has no permission bits to speak of.
     const insecureMode = process.platform !== 'win32' && (mode & 0o077) !== 0
@@ -76,5 +74,4 @@ async function readSecretFile(path: string): Promise<{ secret: string; insecureM
   }
 }
 
-const errorCode = (err: unknown): unknown =>
-  typeof err === 'object' && err !== null && 'code' in err ? err.code : undefined
+const errorCode = (err: unknown): unknown => (typeof err === 'object' && err !== null && 'code' in err ? err.code : undefined)

@@ -12,7 +12,7 @@
  */
 
 import type pg from 'pg'
-import { PostgresStore } from '../store/postgres-store.ts'
+import type { PostgresStore } from '../store/postgres-store.ts'
 import type { ListRoomsOptions, RoomRecord, Store, StoredDocument, WriteRecord } from '../store/types.ts'
 import type { ClusterKeys } from './keys.ts'
 import { type Lease, Leases } from './lease.ts'
@@ -92,7 +92,10 @@ export class ClusterStore implements Store {
   async load(roomId: string): Promise<StoredDocument> {
     const checkpoint = await this.#leases.checkpoint(roomId)
     const from = checkpoint === null ? '-' : `(${checkpoint.streamId}`
-    const entries = (await this.#o.binary.xRange(this.#o.keys.log(roomId), from, '+')).map((m) => ({ id: m.id.toString(), fields: m.message as Record<string, Buffer> }))
+    const entries = (await this.#o.binary.xRange(this.#o.keys.log(roomId), from, '+')).map((m) => ({
+      id: m.id.toString(),
+      fields: m.message as Record<string, Buffer>,
+    }))
     const updates = [...(checkpoint === null ? [] : [checkpoint.snapshot]), ...entries.flatMap(entryUpdates)]
     this.#loadedThrough.set(roomId, entries.at(-1)?.id ?? checkpoint?.streamId ?? '0-0')
     return { updates, firstSeq: updates.length === 0 ? -1 : 0, lastSeq: updates.length - 1 }
@@ -139,7 +142,10 @@ export class ClusterStore implements Store {
     const previous = await this.#leases.checkpoint(roomId)
     if (previous !== null && compareIds(previous.streamId, covered) >= 0) return
     const from = previous === null ? '-' : `(${previous.streamId}`
-    const entries = (await this.#o.binary.xRange(this.#o.keys.log(roomId), from, covered)).map((m) => ({ id: m.id.toString(), fields: m.message as Record<string, Buffer> }))
+    const entries = (await this.#o.binary.xRange(this.#o.keys.log(roomId), from, covered)).map((m) => ({
+      id: m.id.toString(),
+      fields: m.message as Record<string, Buffer>,
+    }))
     const history = entries.flatMap((entry) => entryHistory(entry).map((write, i) => ({ entry: entry.id, index: i, write })))
     await this.#leases.commitCheckpoint(lease, roomId, covered, merged, history)
     await this.#o.command.xTrim(this.#o.keys.log(roomId), 'MINID', nextId(covered))

@@ -74,15 +74,17 @@ export class ControlBus implements AccessPublisher {
 
   #entries(entries: readonly StreamEntry[]): void {
     for (const entry of entries) {
-      if (entry.fields['o']?.toString() === this.#deps.processId) continue
+      if (entry.fields.o?.toString() === this.#deps.processId) continue
       let event: AccessEvent
       try {
-        event = JSON.parse(entry.fields['e']?.toString() ?? 'null') as AccessEvent
+        event = JSON.parse(entry.fields.e?.toString() ?? 'null') as AccessEvent
       } catch {
         this.#deps.log.error({ entry: entry.id }, 'unreadable control entry skipped')
         continue
       }
-      this.#handlers!.apply(event).catch((err: unknown) => this.#deps.log.error({ err, event: event.kind }, 'applying an access change from another process failed'))
+      this.#handlers!.apply(event).catch((err: unknown) =>
+        this.#deps.log.error({ err, event: event.kind }, 'applying an access change from another process failed'),
+      )
     }
   }
 

@@ -53,7 +53,7 @@ export class ProcessHeartbeat {
       const alive = await Promise.all(sources.map((s) => this.#deps.command.exists(this.#deps.keys.process(s))))
       sources.forEach((source, i) => {
         if (alive[i] === 0) {
-          this.#deps.log.info({ process: source }, 'a process is gone: removing its clients\' presence')
+          this.#deps.log.info({ process: source }, "a process is gone: removing its clients' presence")
           this.#deps.gone(source)
         }
       })

@@ -119,17 +119,15 @@ export async function roomRoutes(fastify: FastifyInstance, deps: RoomRoutesDeps)
     },
   )
 
-  app.get(
-    '/v1/rooms/:roomId',
-    { schema: { summary: 'A room with its ACL', ...params, response: { 200: schema.roomRecord, ...errors } } },
-    async (request) => requireRoom(request.params.roomId),
+  app.get('/v1/rooms/:roomId', { schema: { summary: 'A room with its ACL', ...params, response: { 200: schema.roomRecord, ...errors } } }, async (request) =>
+    requireRoom(request.params.roomId),
   )
 
   app.post(
     '/v1/rooms/:roomId',
     {
       schema: {
-        summary: 'Update a room\'s ACL or metadata; null removes an entry; live sessions are re-evaluated',
+        summary: "Update a room's ACL or metadata; null removes an entry; live sessions are re-evaluated",
         ...params,
         body: schema.updateRoomBody,
         response: { 200: schema.roomRecord, ...errors },
@@ -178,7 +176,13 @@ export async function roomRoutes(fastify: FastifyInstance, deps: RoomRoutesDeps)
 
   app.get(
     '/v1/rooms/:roomId/ydoc',
-    { schema: { summary: 'The document as JSON, one property per root shared type', ...params, response: { 200: { type: 'object', additionalProperties: true }, ...errors } } },
+    {
+      schema: {
+        summary: 'The document as JSON, one property per root shared type',
+        ...params,
+        response: { 200: { type: 'object', additionalProperties: true }, ...errors },
+      },
+    },
     async (request) => withDoc(request.params.roomId, docToJson),
   )
 

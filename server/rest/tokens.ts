@@ -6,7 +6,6 @@
 import type { JsonSchemaToTsProvider } from '@fastify/type-provider-json-schema-to-ts'
 import type { FastifyInstance } from 'fastify'
 import { type MintedToken, mintAccessToken, mintIdToken } from '../../protocol/mint.ts'
-import type { Permission } from '../../protocol/permissions.ts'
 import type { AccessControl } from '../auth/access-control.ts'
 import * as schema from '../../protocol/rest.ts'
 
@@ -37,7 +36,13 @@ export async function tokenRoutes(fastify: FastifyInstance, deps: { secret: stri
 
   app.post(
     '/v1/identify-user',
-    { schema: { summary: 'Mint an ID token: permissions come from each room\'s ACL', body: schema.identifyUserBody, response: { 200: schema.tokenResponse, ...errors } } },
+    {
+      schema: {
+        summary: "Mint an ID token: permissions come from each room's ACL",
+        body: schema.identifyUserBody,
+        response: { 200: schema.tokenResponse, ...errors },
+      },
+    },
     async (request) => {
       const { userId, groupIds, userInfo, sessionId, tenantId } = request.body
       const minted = await mintIdToken(deps.secret, { userId, groupIds, userInfo, sessionId, tenantId }, ttl(request.body))
@@ -47,7 +52,13 @@ export async function tokenRoutes(fastify: FastifyInstance, deps: { secret: stri
 
   app.post(
     '/v1/authorize',
-    { schema: { summary: 'Mint an access token: permissions per room id or prefix*, no ACL lookup', body: schema.authorizeBody, response: { 200: schema.tokenResponse, ...errors } } },
+    {
+      schema: {
+        summary: 'Mint an access token: permissions per room id or prefix*, no ACL lookup',
+        body: schema.authorizeBody,
+        response: { 200: schema.tokenResponse, ...errors },
+      },
+    },
     async (request) => {
       const { userId, userInfo, rooms, sessionId, tenantId } = request.body
       const minted = await mintAccessToken(deps.secret, { userId, userInfo, rooms, sessionId, tenantId }, ttl(request.body))
@@ -59,7 +70,7 @@ export async function tokenRoutes(fastify: FastifyInstance, deps: { secret: stri
     '/v1/revoke',
     {
       schema: {
-        summary: 'Close a user\'s sessions at once (in one room, or everywhere) and refuse its older tokens',
+        summary: "Close a user's sessions at once (in one room, or everywhere) and refuse its older tokens",
         body: schema.revokeBody,
         response: { 200: schema.revokeResponse, ...errors },
       },
@@ -71,7 +82,7 @@ export async function tokenRoutes(fastify: FastifyInstance, deps: { secret: stri
     '/v1/reinstate',
     {
       schema: {
-        summary: 'Lift a revocation (the one for a room, or the one for every room): the user\'s tokens, and its gateway identity, are accepted again',
+        summary: "Lift a revocation (the one for a room, or the one for every room): the user's tokens, and its gateway identity, are accepted again",
         body: schema.revokeBody,
         response: { 200: schema.reinstateResponse, ...errors },
       },

@@ -11,7 +11,6 @@ import * as Y from 'yjs'
 import { encodeFrame, writeUpdate } from '../../protocol/messages.ts'
 import { MAX_MERGE } from './room-log.ts'
 
-
 export class BroadcastBatch<O> {
   readonly #windowMs: number
   /** Receives each batch's frame and its single origin (null when several wrote: all receive it). */

@@ -7,9 +7,12 @@
 
 import * as Y from 'yjs'
 
+// biome-ignore lint/suspicious/noExplicitAny: Yjs's shared types are invariant in their event type; any is their one common supertype
+type AnyType = Y.AbstractType<any>
+
 const TEXT_CONTENT = [Y.ContentString, Y.ContentFormat, Y.ContentEmbed]
 
-const kindOf = (type: Y.AbstractType<any>): 'map' | 'text' | 'xml' | 'array' | 'empty' => {
+const kindOf = (type: AnyType): 'map' | 'text' | 'xml' | 'array' | 'empty' => {
   if (type instanceof Y.Map) return 'map'
   if (type instanceof Y.Text) return 'text'
   if (type instanceof Y.XmlFragment) return 'xml'

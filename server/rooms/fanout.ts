@@ -36,7 +36,10 @@ export class SharedFrame {
     }
     this.#others ??= new Map()
     let wire = this.#others.get(kind)
-    if (wire === undefined) this.#others.set(kind, (wire = build(this.frame)))
+    if (wire === undefined) {
+      wire = build(this.frame)
+      this.#others.set(kind, wire)
+    }
     return wire
   }
 }

@@ -88,7 +88,6 @@ const besideItsOrigins = (doc: Y.Doc, ref: ItemRef): boolean => {
 
 class Estimator {
   readonly #doc: Y.Doc
-  readonly #items: readonly ItemRef[]
   readonly #budget: number
   /** The update's items by client, in clock order (as the update holds them). */
   readonly #byClient = new Map<number, ItemRef[]>()
@@ -103,13 +102,15 @@ class Estimator {
 
   constructor(doc: Y.Doc, items: readonly ItemRef[], budget: number) {
     this.#doc = doc
-    this.#items = items
     this.#budget = budget
     for (const ref of items) {
       // Yjs skips what the document already has (a resent update, a sync step 2 that overlaps).
       if (docStruct(doc, ref.client, ref.clock + ref.length - 1) !== undefined) continue
       let list = this.#byClient.get(ref.client)
-      if (list === undefined) this.#byClient.set(ref.client, (list = []))
+      if (list === undefined) {
+        list = []
+        this.#byClient.set(ref.client, list)
+      }
       list.push(ref)
     }
   }
@@ -149,7 +150,13 @@ class Estimator {
       return
     } else {
       frontKey = parent
-      start = this.#front.has(parent) ? this.#front.get(parent)! : typeof parent === 'string' ? null : parent._start === null ? null : key(parent._start.id.client, parent._start.id.clock)
+      start = this.#front.has(parent)
+        ? this.#front.get(parent)!
+        : typeof parent === 'string'
+          ? null
+          : parent._start === null
+            ? null
+            : key(parent._start.id.client, parent._start.id.clock)
     }
 
     if (start !== undefined && start === right) {

@@ -175,8 +175,11 @@ export class Room {
           if (update.length <= deps.maxMessageBytes) {
             steps += estimateIntegration(doc, validateUpdate(update).items, deps.maxLoadIntegrationSteps - steps).steps
             if (steps > deps.maxLoadIntegrationSteps) {
-              deps.log.error({ roomId: id, limit: deps.maxLoadIntegrationSteps }, 'room not loaded: its stored updates would take too long to integrate (maxLoadIntegrationSteps)')
-              throw new TandemError('server_error', 'this room\'s stored document is too costly to load; the operator can raise maxLoadIntegrationSteps')
+              deps.log.error(
+                { roomId: id, limit: deps.maxLoadIntegrationSteps },
+                'room not loaded: its stored updates would take too long to integrate (maxLoadIntegrationSteps)',
+              )
+              throw new TandemError('server_error', "this room's stored document is too costly to load; the operator can raise maxLoadIntegrationSteps")
             }
           }
           Y.applyUpdate(doc, update)
@@ -308,7 +311,10 @@ export class Room {
     const memory = summary.structs * STRUCT_HEAP_BYTES + update.length
     if (this.estimatedMemory + memory > this.#deps.maxRoomMemoryBytes) {
       this.#deps.metrics.rejected.too_large++
-      throw new TandemError('message_too_large', `the room's document would pass its memory limit of ${this.#deps.maxRoomMemoryBytes} bytes (maxRoomMemoryBytes)`)
+      throw new TandemError(
+        'message_too_large',
+        `the room's document would pass its memory limit of ${this.#deps.maxRoomMemoryBytes} bytes (maxRoomMemoryBytes)`,
+      )
     }
     if (!this.#deps.memory.tryTake(memory)) {
       throw new TandemError('unavailable', 'this server holds as many documents as its memory allows; try again later')
@@ -415,7 +421,10 @@ export class Room {
   /** Presence of another process's clients: owned by that process, already capped per client there. */
   #applyRemoteAwareness(awarenessUpdate: Uint8Array, source: string): void {
     let owner = this.#remoteOwners.get(source)
-    if (owner === undefined) this.#remoteOwners.set(source, (owner = new RemoteOwner(source)))
+    if (owner === undefined) {
+      owner = new RemoteOwner(source)
+      this.#remoteOwners.set(source, owner)
+    }
     const result = this.presence.apply(owner, readAwarenessUpdate(awarenessUpdate), Number.POSITIVE_INFINITY)
     if (result.accepted.length > 0) this.#relayAwareness(result.accepted, null, false)
   }

@@ -113,11 +113,24 @@ const skipAny = (d: Decoder, depth: number): void => {
   if (depth > MAX_ANY_DEPTH) fail('value nested too deeply')
   const tag = byte(d)
   switch (tag) {
-    case 127: case 126: case 121: case 120: return // undefined, null, false, true
-    case 125: decoding.readVarInt(d); return
-    case 124: skip(d, 4); return // float32
-    case 123: case 122: skip(d, 8); return // float64, bigint64
-    case 119: string(d); return
+    case 127:
+    case 126:
+    case 121:
+    case 120:
+      return // undefined, null, false, true
+    case 125:
+      decoding.readVarInt(d)
+      return
+    case 124:
+      skip(d, 4)
+      return // float32
+    case 123:
+    case 122:
+      skip(d, 8)
+      return // float64, bigint64
+    case 119:
+      string(d)
+      return
     case 118: // object
       for (let n = count(d, 2, 'object entry'); n > 0; n--) {
         string(d)
@@ -127,8 +140,11 @@ const skipAny = (d: Decoder, depth: number): void => {
     case 117: // array
       for (let n = count(d, 1, 'array element'); n > 0; n--) skipAny(d, depth + 1)
       return
-    case 116: decoding.readVarUint8Array(d); return
-    default: fail(`unknown value tag ${tag}`)
+    case 116:
+      decoding.readVarUint8Array(d)
+      return
+    default:
+      fail(`unknown value tag ${tag}`)
   }
 }
 
@@ -151,29 +167,45 @@ const skipDocOpts = (d: Decoder): void => {
 /** Reads an item's content (Item.js `contentRefs`) and returns its length in clock ticks. */
 const readContent = (d: Decoder, ref: number): number => {
   switch (ref) {
-    case 1: return length(d, 'deleted content') // ContentDeleted
-    case 2: { // ContentJSON
+    case 1:
+      return length(d, 'deleted content') // ContentDeleted
+    case 2: {
+      // ContentJSON
       const n = count(d, 1, 'JSON entry')
       for (let i = 0; i < n; i++) json(d, 'JSON content')
       return n === 0 ? fail('zero-length JSON content') : n
     }
-    case 3: decoding.readVarUint8Array(d); return 1 // ContentBinary
-    case 4: return string(d).length || fail('zero-length string content') // ContentString, in UTF-16 units
-    case 5: json(d, 'embed'); return 1 // ContentEmbed
-    case 6: string(d); json(d, 'format value'); return 1 // ContentFormat: key, value
-    case 7: { // ContentType: YArray, YMap, YText, YXmlElement, YXmlFragment, YXmlHook, YXmlText
+    case 3:
+      decoding.readVarUint8Array(d)
+      return 1 // ContentBinary
+    case 4:
+      return string(d).length || fail('zero-length string content') // ContentString, in UTF-16 units
+    case 5:
+      json(d, 'embed')
+      return 1 // ContentEmbed
+    case 6:
+      string(d)
+      json(d, 'format value')
+      return 1 // ContentFormat: key, value
+    case 7: {
+      // ContentType: YArray, YMap, YText, YXmlElement, YXmlFragment, YXmlHook, YXmlText
       const typeRef = uint(d)
       if (typeRef > 6) fail(`unknown type ref ${typeRef}`)
       if (typeRef === 3 || typeRef === 5) string(d) // node name, hook name
       return 1
     }
-    case 8: { // ContentAny
+    case 8: {
+      // ContentAny
       const n = count(d, 1, 'value')
       for (let i = 0; i < n; i++) skipAny(d, 0)
       return n === 0 ? fail('zero-length any content') : n
     }
-    case 9: string(d); skipDocOpts(d); return 1 // ContentDoc: guid, options
-    default: return fail(`unknown content ref ${ref}`)
+    case 9:
+      string(d)
+      skipDocOpts(d)
+      return 1 // ContentDoc: guid, options
+    default:
+      return fail(`unknown content ref ${ref}`)
   }
 }
 
@@ -233,7 +265,8 @@ const readUpdate = (d: Decoder, collect: boolean): UpdateSummary => {
       const info = byte(d)
       if (info === SKIP) clock += length(d, 'skip')
       else if ((info & BITS5) === 0) clock += length(d, 'GC')
-      else if ((info & BITS5) === SKIP) fail('skip with flags') // yjs's two readers disagree on it
+      else if ((info & BITS5) === SKIP)
+        fail('skip with flags') // yjs's two readers disagree on it
       else {
         const ref = new ItemRef(client, clock, 0)
         readItem(d, info, ref)
@@ -279,11 +312,15 @@ export function validateUpdate(update: Uint8Array, options: { items?: boolean } 
 
 /** Checks that `sv` is a well-formed state vector: a count, (client, clock) pairs, nothing after. */
 export function validateStateVector(sv: Uint8Array): void {
-  guard('state vector', (d) => {
-    for (let n = count(d, 2, 'state vector entry'); n > 0; n--) {
-      uint(d) // client
-      uint(d) // clock
-    }
-    if (remaining(d) !== 0) fail(`${remaining(d)} bytes after the state vector`)
-  }, sv)
+  guard(
+    'state vector',
+    (d) => {
+      for (let n = count(d, 2, 'state vector entry'); n > 0; n--) {
+        uint(d) // client
+        uint(d) // clock
+      }
+      if (remaining(d) !== 0) fail(`${remaining(d)} bytes after the state vector`)
+    },
+    sv,
+  )
 }

@@ -32,7 +32,6 @@ const encoder = new TextEncoder()
 /** The key under which the store's schema version is kept. */
 export const VERSION_KEY: Uint8Array = Uint8Array.of(SCHEMA_VERSION, KIND_VERSION)
 
-
 /** `[SCHEMA_VERSION][kind]roomId` followed by `terminator`. */
 function roomPrefix(roomId: string, terminator: number, extra: number, kind = KIND_UPDATE): Uint8Array {
   if (roomId.includes('\u0000')) throw new RangeError('room id must not contain U+0000')

@@ -36,7 +36,10 @@ type Op = BatchOperation<Db, Uint8Array, Uint8Array>
 export class DataDirInUseError extends ConfigError {
   readonly code = 'DATA_DIR_IN_USE'
 
-  constructor(readonly dir: string, options?: ErrorOptions) {
+  constructor(
+    readonly dir: string,
+    options?: ErrorOptions,
+  ) {
     super('dataDir', `data dir "${dir}" is in use by another Tandem server`, options)
   }
 }
@@ -134,7 +137,7 @@ export class LevelStore implements Store {
   async settleReserve(): Promise<void> {
     if (await this.#reserve.held()) return
     if ((await freeBytes(this.#dir)) >= this.#roomNeeded() && (await this.#reserve.take())) return
-    this.#readOnly('the disk has no room for the store\'s reserve')
+    this.#readOnly("the disk has no room for the store's reserve")
   }
 
   /** Free space after which a read-only store reopens: the reserve, and as much again for writes. */
@@ -210,7 +213,9 @@ export class LevelStore implements Store {
    */
   append(roomId: string, firstSeq: number, updates: readonly Uint8Array[], writes: readonly WriteRecord[] = []): Promise<void> {
     const ops: Op[] = updates.map((value, i) => ({ type: 'put', key: recordKey(roomId, firstSeq + i), value }))
-    writes.forEach((write, i) => ops.push({ type: 'put', key: historyKey(roomId, firstSeq, i), value: json(write) }))
+    writes.forEach((write, i) => {
+      ops.push({ type: 'put', key: historyKey(roomId, firstSeq, i), value: json(write) })
+    })
     return new Promise((resolve, reject) => {
       this.#pending.push({ ops, resolve, reject })
       if (this.#pending.length === 1) setImmediate(() => this.#writePending())

@@ -45,12 +45,16 @@ export class MemoryStore implements Store {
     return this.#write(() => {
       if (copies.length > 0) {
         const records = getOrCreate(this.#records, roomId)
-        copies.forEach((update, i) => records.set(firstSeq + i, update))
+        copies.forEach((update, i) => {
+          records.set(firstSeq + i, update)
+        })
       }
       if (entries.length > 0) {
         const history = getOrCreate(this.#history, roomId)
         const batch = history.get(firstSeq) ?? []
-        entries.forEach((entry, i) => (batch[i] = entry))
+        entries.forEach((entry, i) => {
+          batch[i] = entry
+        })
         history.set(firstSeq, batch)
       }
     })
@@ -183,7 +187,10 @@ const revocationKey = (userId: string, roomId: string | null): string => `${user
 
 function getOrCreate<K, V>(map: Map<string, Map<K, V>>, key: string): Map<K, V> {
   let inner = map.get(key)
-  if (inner === undefined) map.set(key, (inner = new Map<K, V>()))
+  if (inner === undefined) {
+    inner = new Map<K, V>()
+    map.set(key, inner)
+  }
   return inner
 }
 

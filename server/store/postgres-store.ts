@@ -171,10 +171,11 @@ export class PostgresStore implements Store {
     // One transaction: a crash leaves either the old records or the merged one, never neither.
     await this.#transaction(async (client) => {
       await client.query('DELETE FROM tandem_records WHERE room_id = $1 AND seq >= $2 AND seq < $3', [roomId, fromSeq, throughSeq])
-      await client.query(
-        'INSERT INTO tandem_records (room_id, seq, data) VALUES ($1, $2, $3) ON CONFLICT (room_id, seq) DO UPDATE SET data = EXCLUDED.data',
-        [roomId, throughSeq, bytes(merged)],
-      )
+      await client.query('INSERT INTO tandem_records (room_id, seq, data) VALUES ($1, $2, $3) ON CONFLICT (room_id, seq) DO UPDATE SET data = EXCLUDED.data', [
+        roomId,
+        throughSeq,
+        bytes(merged),
+      ])
     })
   }
 
@@ -219,27 +220,35 @@ export class PostgresStore implements Store {
 
   async countRooms(prefix: string, upTo: number): Promise<number> {
     if (upTo <= 0) return 0
-    const { rows } = await this.#query<{ n: string }>('SELECT count(*) AS n FROM (SELECT 1 FROM tandem_rooms WHERE starts_with(room_id, $1) LIMIT $2) t', [prefix, upTo])
+    const { rows } = await this.#query<{ n: string }>('SELECT count(*) AS n FROM (SELECT 1 FROM tandem_rooms WHERE starts_with(room_id, $1) LIMIT $2) t', [
+      prefix,
+      upTo,
+    ])
     return Number(rows[0]!.n)
   }
 
   async history(roomId: string, limit: number): Promise<WriteRecord[]> {
     checkRoomId(roomId)
     const max = Number.isInteger(limit) && limit >= 0 ? limit : null
-    const { rows } = await this.#query<{ entry: WriteRecord }>('SELECT entry FROM tandem_history WHERE room_id = $1 ORDER BY seq DESC, idx DESC LIMIT $2', [roomId, max])
+    const { rows } = await this.#query<{ entry: WriteRecord }>('SELECT entry FROM tandem_history WHERE room_id = $1 ORDER BY seq DESC, idx DESC LIMIT $2', [
+      roomId,
+      max,
+    ])
     return rows.map((r) => r.entry)
   }
 
   async revoke(userId: string, roomId: string | null, at: number): Promise<void> {
-    await this.#write('INSERT INTO tandem_revocations (user_id, room_id, at) VALUES ($1, $2, $3) ON CONFLICT (user_id, room_id) DO UPDATE SET at = EXCLUDED.at', [
-      userId,
-      roomId ?? '',
-      at,
-    ])
+    await this.#write(
+      'INSERT INTO tandem_revocations (user_id, room_id, at) VALUES ($1, $2, $3) ON CONFLICT (user_id, room_id) DO UPDATE SET at = EXCLUDED.at',
+      [userId, roomId ?? '', at],
+    )
   }
 
   async revokedAt(userId: string, roomId: string): Promise<number> {
-    const { rows } = await this.#query<{ at: number | null }>("SELECT max(at) AS at FROM tandem_revocations WHERE user_id = $1 AND room_id IN ('', $2)", [userId, roomId])
+    const { rows } = await this.#query<{ at: number | null }>("SELECT max(at) AS at FROM tandem_revocations WHERE user_id = $1 AND room_id IN ('', $2)", [
+      userId,
+      roomId,
+    ])
     return rows[0]?.at ?? 0
   }
 

@@ -364,6 +364,6 @@ export class Connection implements RoomMember, LiveSession {
     this.#ctx.metrics.connections.set(this.#ctx.connections.size)
     const room = this.#room
     this.#room = null
-    if (room !== null && room.leave(this)) this.#ctx.registry.released(room)
+    if (room?.leave(this)) this.#ctx.registry.released(room)
   }
 }

@@ -22,7 +22,10 @@ const SMALL_FRAME = 4_096
 /** The kind of framing a WebSocket frame is (SharedFrame's cache key). */
 const WS_FRAME = 'ws'
 
-export type SocketLimits = Pick<Limits, 'maxBufferedBytes' | 'messagesPerSecond' | 'messageBurst' | 'bytesPerSecond' | 'byteBurst' | 'integrationStepsPerSecond' | 'integrationStepsBurst'>
+export type SocketLimits = Pick<
+  Limits,
+  'maxBufferedBytes' | 'messagesPerSecond' | 'messageBurst' | 'bytesPerSecond' | 'byteBurst' | 'integrationStepsPerSecond' | 'integrationStepsBurst'
+>
 
 export interface PeerSocketEvents {
   /** A binary frame within the budgets. Throwing a TandemError refuses it (the owner's `refuse` runs). */

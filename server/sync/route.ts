@@ -9,7 +9,7 @@
 import type { FastifyInstance } from 'fastify'
 import { decodeClientMessage } from '../../protocol/messages.ts'
 import { isValidRoomId } from '../../protocol/ids.ts'
-import { TandemError } from '../../protocol/errors.ts'
+import type { TandemError } from '../../protocol/errors.ts'
 import type { Limits } from '../limits.ts'
 import { sendError } from '../error-reply.ts'
 import { TokenBucket } from '../token-bucket.ts'
@@ -64,11 +64,12 @@ export interface SyncRouteDeps {
 }
 
 /** Refuses an upgrade from an IP past its rate, before the upgrade. */
-export const rateLimitUpgrades = (connectionRate: ConnectionRateLimiter, perMinute: number) => async (request: { ip: string }, reply: Parameters<typeof sendError>[0]) => {
-  if (!connectionRate.take(request.ip, Date.now())) {
-    await sendError(reply, 'rate_limited', `more than ${perMinute} connections a minute from this address; try again later`)
+export const rateLimitUpgrades =
+  (connectionRate: ConnectionRateLimiter, perMinute: number) => async (request: { ip: string }, reply: Parameters<typeof sendError>[0]) => {
+    if (!connectionRate.take(request.ip, Date.now())) {
+      await sendError(reply, 'rate_limited', `more than ${perMinute} connections a minute from this address; try again later`)
+    }
   }
-}
 
 export function syncRoute(app: FastifyInstance, deps: SyncRouteDeps): void {
   const { context, limits, sockets } = deps

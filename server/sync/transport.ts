@@ -11,4 +11,3 @@ export interface Transport {
   /** Counts an update's estimated integration work against the client's budget; false past it. */
   takeIntegration(steps: number): boolean
 }
-

@@ -39,15 +39,19 @@ export const updateRoom = async (server: TestServer, roomId: string, patch: Room
 }
 
 /** Any other REST call with the secret, through `inject`. */
-export const rest = async (server: TestServer, method: 'POST' | 'DELETE' | 'GET', url: string, payload?: object): Promise<{ status: number; body: unknown }> => {
+export const rest = async (
+  server: TestServer,
+  method: 'POST' | 'DELETE' | 'GET',
+  url: string,
+  payload?: object,
+): Promise<{ status: number; body: unknown }> => {
   const res = await server.app.inject({ method, url, headers: secretHeaders, ...(payload !== undefined && { payload }) })
   return { status: res.statusCode, body: res.body === '' ? null : res.json() }
 }
 
 export const idToken = async (input: IdTokenInput, options?: MintOptions): Promise<string> => (await mintIdToken(TEST_SECRET, input, options)).token
 
-export const accessToken = async (input: AccessTokenInput, options?: MintOptions): Promise<string> =>
-  (await mintAccessToken(TEST_SECRET, input, options)).token
+export const accessToken = async (input: AccessTokenInput, options?: MintOptions): Promise<string> => (await mintAccessToken(TEST_SECRET, input, options)).token
 
 /**
  * Records when each of a client's messages arrived: `times[i]` is the performance.now() at which

@@ -22,7 +22,10 @@ export const injectFetch = (app: FastifyInstance): typeof fetch =>
       headers,
       ...(body != null && { payload: body instanceof Uint8Array ? Buffer.from(body) : (body as string) }),
     })
-    return new Response(res.statusCode === 204 ? null : new Uint8Array(res.rawPayload), { status: res.statusCode, headers: res.headers as Record<string, string> })
+    return new Response(res.statusCode === 204 ? null : new Uint8Array(res.rawPayload), {
+      status: res.statusCode,
+      headers: res.headers as Record<string, string>,
+    })
   }) as typeof fetch
 
 const admins = new WeakMap<FastifyInstance, TandemAdmin>()
@@ -30,6 +33,9 @@ const admins = new WeakMap<FastifyInstance, TandemAdmin>()
 /** The admin client of a test server, over inject, with the test secret. */
 export const adminOf = (app: FastifyInstance): TandemAdmin => {
   let admin = admins.get(app)
-  if (admin === undefined) admins.set(app, (admin = new TandemAdmin({ url: 'http://tandem.test', secret: TEST_SECRET, fetch: injectFetch(app) })))
+  if (admin === undefined) {
+    admin = new TandemAdmin({ url: 'http://tandem.test', secret: TEST_SECRET, fetch: injectFetch(app) })
+    admins.set(app, admin)
+  }
   return admin
 }

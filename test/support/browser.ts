@@ -21,7 +21,7 @@ export interface ChromiumBinary {
 }
 
 export async function findChromium(): Promise<ChromiumBinary> {
-  const fromEnv = process.env['TANDEM_CHROMIUM']
+  const fromEnv = process.env.TANDEM_CHROMIUM
   if (fromEnv !== undefined && fromEnv !== '') return { executablePath: fromEnv, args: [], source: 'env' }
   const system = SYSTEM_CHROMIUM.find((path) => existsSync(path))
   if (system !== undefined) return { executablePath: system, args: [], source: 'system' }

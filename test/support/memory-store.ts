@@ -74,7 +74,10 @@ export class MemoryStore implements DocumentStore {
     if (failed) throw storeDown()
     if (this.hold) await new Promise<void>((resolve) => this.#held.push(resolve))
     let room = this.#rooms.get(roomId)
-    if (room === undefined) this.#rooms.set(roomId, (room = new Map()))
+    if (room === undefined) {
+      room = new Map()
+      this.#rooms.set(roomId, room)
+    }
     updates.forEach((u, i) => {
       if (room.has(firstSeq + i)) throw new Error(`record ${firstSeq + i} of ${roomId} written twice`)
       room.set(firstSeq + i, u)

@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto'
 import pg from 'pg'
 import { afterAll } from 'vitest'
 
-export const POSTGRES_URL = process.env['TANDEM_TEST_POSTGRES_URL'] || 'postgres://postgres@127.0.0.1:5432/postgres'
+export const POSTGRES_URL = process.env.TANDEM_TEST_POSTGRES_URL || 'postgres://postgres@127.0.0.1:5432/postgres'
 
 const withDatabase = (url: string, database: string): string => {
   const u = new URL(url)

@@ -168,8 +168,7 @@ export const destroyPeers = (): void => {
 const PROVIDER_EVENTS = [...EVENTS]
 
 /** Resolves once `check()` holds, re-checked on every provider event. */
-export const untilProvider = (what: string, p: Peer, check: () => boolean, ms?: number): Promise<void> =>
-  until(what, p.provider, PROVIDER_EVENTS, check, ms)
+export const untilProvider = (what: string, p: Peer, check: () => boolean, ms?: number): Promise<void> => until(what, p.provider, PROVIDER_EVENTS, check, ms)
 
 export const connected = (p: Peer, ms?: number): Promise<void> =>
   untilProvider('provider connected and synced', p, () => p.provider.status === 'connected' && p.provider.synced, ms)
@@ -190,11 +189,17 @@ export const textHas = (p: Peer, part: string, ms?: number): Promise<void> =>
 export const nextEvent = <T>(p: Peer, event: (typeof EVENTS)[number], match: (payload: T) => boolean = () => true, ms?: number): Promise<T> => {
   const from = p.events.length
   let found: T | undefined
-  return until(`provider event ${event}`, p.provider, [event], () => {
-    const hit = p.events.slice(from).find(([name, payload]) => name === event && match(payload as T))
-    if (hit !== undefined) found = hit[1] as T
-    return hit !== undefined
-  }, ms).then(() => found as T)
+  return until(
+    `provider event ${event}`,
+    p.provider,
+    [event],
+    () => {
+      const hit = p.events.slice(from).find(([name, payload]) => name === event && match(payload as T))
+      if (hit !== undefined) found = hit[1] as T
+      return hit !== undefined
+    },
+    ms,
+  ).then(() => found as T)
 }
 
 /** Live server connections of a user (by the actor's userId). */

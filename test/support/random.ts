@@ -76,7 +76,10 @@ const editArray = (gen: prng.PRNG, array: Y.Array<unknown>, depth: number): void
   const roll = prng.int32(gen, 0, 9)
   if (roll < 3 && length > 0) {
     const item = array.get(prng.int32(gen, 0, length - 1))
-    if (item instanceof Y.AbstractType) return editType(gen, item, depth + 1)
+    if (item instanceof Y.AbstractType) {
+      editType(gen, item, depth + 1)
+      return
+    }
   }
   if (roll < 7 || length === 0) {
     const items = Array.from({ length: prng.int32(gen, 1, 3) }, () => randomValue(gen, depth))
@@ -87,6 +90,7 @@ const editArray = (gen: prng.PRNG, array: Y.Array<unknown>, depth: number): void
   }
 }
 
+// biome-ignore lint/suspicious/noExplicitAny: Yjs's shared types are invariant in their event type; any is their one common supertype
 const editType = (gen: prng.PRNG, type: Y.AbstractType<any>, depth: number): void => {
   if (type instanceof Y.Text) editText(gen, type)
   else if (type instanceof Y.Map) editMap(gen, type, depth)
@@ -97,11 +101,14 @@ const editType = (gen: prng.PRNG, type: Y.AbstractType<any>, depth: number): voi
 export const randomEdit = (gen: prng.PRNG, doc: Y.Doc): void => {
   switch (prng.int32(gen, 0, 2)) {
     case 0:
-      return editText(gen, doc.getText('text'))
+      editText(gen, doc.getText('text'))
+      return
     case 1:
-      return editMap(gen, doc.getMap('map'), 1)
+      editMap(gen, doc.getMap('map'), 1)
+      return
     default:
-      return editArray(gen, doc.getArray('array'), 1)
+      editArray(gen, doc.getArray('array'), 1)
+      return
   }
 }
 
@@ -119,13 +126,23 @@ export const insertMarker = (gen: prng.PRNG, doc: Y.Doc, marker: string): void =
 }
 
 /** The markers in a log text, in order. */
-export const markersIn = (doc: Y.Doc): string[] => [...doc.getText('log').toString().matchAll(/\[([^\]]*)\]/g)].map((m) => m[1]!)
+export const markersIn = (doc: Y.Doc): string[] =>
+  [
+    ...doc
+      .getText('log')
+      .toString()
+      .matchAll(/\[([^\]]*)\]/g),
+  ].map((m) => m[1]!)
 
 /** JSON with object keys sorted: two peers may order a Y.Map's keys differently. */
 const canonical = (value: unknown): unknown => {
   if (Array.isArray(value)) return value.map(canonical)
   if (value !== null && typeof value === 'object') {
-    return Object.fromEntries(Object.keys(value).sort().map((k) => [k, canonical((value as Record<string, unknown>)[k])]))
+    return Object.fromEntries(
+      Object.keys(value)
+        .sort()
+        .map((k) => [k, canonical((value as Record<string, unknown>)[k])]),
+    )
   }
   return value
 }
@@ -146,7 +163,12 @@ export const contentOf = (doc: Y.Doc): string =>
  * any doc's update. Equal state vectors alone miss a deletion still in flight.
  */
 export const sameState = (docs: Y.Doc[], ms = 15_000): Promise<void> =>
-  untilDocs('docs hold the same state, deletions included', docs, () => {
-    const first = Y.snapshot(docs[0]!)
-    return docs.every((d) => Y.equalSnapshots(first, Y.snapshot(d)))
-  }, ms)
+  untilDocs(
+    'docs hold the same state, deletions included',
+    docs,
+    () => {
+      const first = Y.snapshot(docs[0]!)
+      return docs.every((d) => Y.equalSnapshots(first, Y.snapshot(d)))
+    },
+    ms,
+  )

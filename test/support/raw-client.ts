@@ -18,7 +18,11 @@ export interface RawClient {
   /** Sends a Yjs update as a sync update message. */
   sendUpdate(update: Uint8Array): void
   /** Resolves with the first message (already received or to come) that matches. */
-  next<K extends ServerMessage['kind']>(kind: K, match?: (m: Extract<ServerMessage, { kind: K }>) => boolean, ms?: number): Promise<Extract<ServerMessage, { kind: K }>>
+  next<K extends ServerMessage['kind']>(
+    kind: K,
+    match?: (m: Extract<ServerMessage, { kind: K }>) => boolean,
+    ms?: number,
+  ): Promise<Extract<ServerMessage, { kind: K }>>
   /** Resolves once the server acknowledged at least `count` writes of this connection. */
   saved(count: number, ms?: number): Promise<void>
   close(): void
@@ -52,10 +56,13 @@ export async function rawClient(syncUrl: string, room: string, options: RawClien
     messages.push(message)
     for (const w of waiters) w()
   })
-  await withDeadline('socket open', new Promise<void>((resolve, reject) => {
-    socket.once('open', () => resolve())
-    socket.once('error', reject)
-  }))
+  await withDeadline(
+    'socket open',
+    new Promise<void>((resolve, reject) => {
+      socket.once('open', () => resolve())
+      socket.once('error', reject)
+    }),
+  )
   const send = (frame: Uint8Array | Buffer | string): void => socket.send(frame)
   if (options.auth ?? true) send(encodeFrame(writeAuth, options.token ?? null))
   if (options.sync ?? true) send(encodeFrame(writeSyncStep1, Y.encodeStateVector(doc)))
@@ -87,8 +94,8 @@ export async function rawClient(syncUrl: string, room: string, options: RawClien
     closed,
     send,
     sendUpdate: (update) => send(encodeFrame(writeUpdate, update)),
-    next: (kind, match, ms) =>
-      waitFor(`a ${kind} message`, () => messages.find((m): m is any => m.kind === kind && (match?.(m as any) ?? true)) as any, ms),
+    // biome-ignore lint/suspicious/noExplicitAny: narrowing a union by a generic kind needs a cast that TypeScript cannot check
+    next: (kind, match, ms) => waitFor(`a ${kind} message`, () => messages.find((m): m is any => m.kind === kind && (match?.(m as any) ?? true)) as any, ms),
     saved: async (count, ms) => {
       await waitFor(`saved >= ${count}`, () => (messages.some((m) => m.kind === 'saved' && m.count >= count) ? true : undefined), ms)
     },

@@ -31,16 +31,26 @@ export interface SmallDisk {
 
 export async function smallDisk(bytes: number): Promise<SmallDisk> {
   const dir = mkdtempSync(join(tmpdir(), 'tandem-disk-'))
-  const holder: ChildProcess = spawn('unshare', ['--user', '--map-root-user', '--mount', 'sh', '-c', `mount -t tmpfs -o size=${bytes} tandem-test "$0" && echo mounted && exec sleep 3600`, dir], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  })
+  const holder: ChildProcess = spawn(
+    'unshare',
+    ['--user', '--map-root-user', '--mount', 'sh', '-c', `mount -t tmpfs -o size=${bytes} tandem-test "$0" && echo mounted && exec sleep 3600`, dir],
+    {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  )
   let err = ''
   holder.stderr!.on('data', (d: Buffer) => (err += d.toString()))
   await withDeadline(
     'the small disk mounted',
     new Promise<void>((resolve, reject) => {
       holder.stdout!.on('data', (d: Buffer) => d.toString().includes('mounted') && resolve())
-      holder.on('exit', (code) => reject(new Error(`could not mount a tmpfs in a mount namespace (unshare exited ${code}: ${err.trim()}); run the tests as root or where user namespaces are allowed`)))
+      holder.on('exit', (code) =>
+        reject(
+          new Error(
+            `could not mount a tmpfs in a mount namespace (unshare exited ${code}: ${err.trim()}); run the tests as root or where user namespaces are allowed`,
+          ),
+        ),
+      )
     }),
   )
   const hostDir = `/proc/${holder.pid}/root${dir}`

@@ -30,12 +30,16 @@ export const stockPeer = (syncUrl: string, room: string, options: { doc?: Y.Doc;
   }
 }
 
-export const synced = (peer: StockPeer): Promise<void> =>
-  until('stock client synced', peer.provider, ['sync'], () => peer.provider.synced)
+export const synced = (peer: StockPeer): Promise<void> => until('stock client synced', peer.provider, ['sync'], () => peer.provider.synced)
 
 /** Resolves once every doc's state vector equals the first's, re-checked on any doc's update. */
 export const converged = (docs: Y.Doc[], ms = 15_000): Promise<void> =>
-  untilDocs('docs converged', docs, () => {
-    const first = Buffer.from(Y.encodeStateVector(docs[0]!))
-    return docs.every((d) => first.equals(Y.encodeStateVector(d)))
-  }, ms)
+  untilDocs(
+    'docs converged',
+    docs,
+    () => {
+      const first = Buffer.from(Y.encodeStateVector(docs[0]!))
+      return docs.every((d) => first.equals(Y.encodeStateVector(d)))
+    },
+    ms,
+  )

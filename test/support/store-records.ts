@@ -6,5 +6,4 @@
 import type { DocumentStore } from '../../server/store/types.ts'
 
 /** The number of stored update records of `roomId`. */
-export const countRecords = async (store: Pick<DocumentStore, 'load'>, roomId: string): Promise<number> =>
-  (await store.load(roomId)).updates.length
+export const countRecords = async (store: Pick<DocumentStore, 'load'>, roomId: string): Promise<number> => (await store.load(roomId)).updates.length

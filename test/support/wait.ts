@@ -11,7 +11,9 @@ export const withDeadline = <T>(what: string, promise: Promise<T>, ms = 10_000):
 }
 
 interface Emitter {
+  // biome-ignore lint/suspicious/noExplicitAny: any emitter's listener signature must be assignable here
   on(event: string, listener: (...args: any[]) => void): unknown
+  // biome-ignore lint/suspicious/noExplicitAny: as above
   off(event: string, listener: (...args: any[]) => void): unknown
 }
 
@@ -49,7 +51,12 @@ export const once = <T extends unknown[]>(what: string, emitter: Emitter, event:
   )
 
 /** Resolves once `check(docs)` holds, re-checked on any of the docs' updates. */
-export const untilDocs = (what: string, docs: readonly { on(e: 'update', f: () => void): void; off(e: 'update', f: () => void): void }[], check: () => boolean, ms = 15_000): Promise<void> =>
+export const untilDocs = (
+  what: string,
+  docs: readonly { on(e: 'update', f: () => void): void; off(e: 'update', f: () => void): void }[],
+  check: () => boolean,
+  ms = 15_000,
+): Promise<void> =>
   withDeadline(
     what,
     new Promise<void>((resolve) => {
