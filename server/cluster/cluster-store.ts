@@ -12,6 +12,7 @@
  */
 
 import type pg from 'pg'
+import type { Metrics } from '../metrics.ts'
 import type { PostgresStore } from '../store/postgres-store.ts'
 import type { ListRoomsOptions, RoomRecord, Store, StoredDocument, WriteRecord } from '../store/types.ts'
 import type { ClusterKeys } from './keys.ts'
@@ -30,6 +31,8 @@ export interface ClusterStoreOptions {
   readonly waitReplicas: number
   /** Where this process has read each room's log to (its doc holds every entry up to there). */
   readonly position: (roomId: string) => string | undefined
+  /** Engine round trips are observed here (`tandem_engine_latency_seconds`). */
+  readonly metrics?: Metrics
 }
 
 /** The fields of a log entry: who appended it, when, its updates, and its history entries. */
@@ -90,7 +93,9 @@ export class ClusterStore implements Store {
   }
 
   async load(roomId: string): Promise<StoredDocument> {
+    const started = performance.now()
     const checkpoint = await this.#leases.checkpoint(roomId)
+    this.#o.metrics?.observeEngine('postgres', (performance.now() - started) / 1000)
     const from = checkpoint === null ? '-' : `(${checkpoint.streamId}`
     const entries = (await this.#o.binary.xRange(this.#o.keys.log(roomId), from, '+')).map((m) => ({
       id: m.id.toString(),
@@ -116,7 +121,9 @@ export class ClusterStore implements Store {
       fields[`${ENTRY.update}${i}`] = Buffer.from(u.buffer, u.byteOffset, u.byteLength)
     })
     if (writes.length > 0) fields[ENTRY.history] = JSON.stringify(writes)
+    const started = performance.now()
     await this.#o.command.xAdd(this.#o.keys.log(roomId), '*', fields)
+    this.#o.metrics?.observeEngine('redis', (performance.now() - started) / 1000)
     if (this.#o.waitReplicas > 0) {
       const acked = Number(await this.#o.command.sendCommand(['WAIT', String(this.#o.waitReplicas), '1000']))
       if (acked < this.#o.waitReplicas) throw new Error(`only ${acked} of ${this.#o.waitReplicas} Redis replicas took the write in time`)

@@ -79,6 +79,7 @@ export async function openCluster(options: ClusterOptions): Promise<ClusterRunti
       processId,
       waitReplicas: options.waitReplicas ?? 0,
       position: (roomId) => reader.position(keys.log(roomId)),
+      metrics: options.metrics,
     })
     const fanout = new ClusterFanout({
       keys,
