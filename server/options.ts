@@ -104,6 +104,11 @@ export const DEFAULTS = {
   compactAfterRecords: 500,
   broadcastWindowMs: 0,
   storeWindowMs: 50,
+  /**
+   * In the distributed mode, other processes relay a write once it is in the room's stream: a
+   * shorter window keeps cross-process relays as prompt (more XADDs per busy room).
+   */
+  clusterStoreWindowMs: 10,
 } as const
 
 export const resolveOptions = (options: ServerOptions): ResolvedOptions => ({
@@ -116,6 +121,6 @@ export const resolveOptions = (options: ServerOptions): ResolvedOptions => ({
   keepaliveMs: options.keepaliveMs ?? DEFAULTS.keepaliveMs,
   compactAfterRecords: options.compactAfterRecords ?? DEFAULTS.compactAfterRecords,
   broadcastWindowMs: options.broadcastWindowMs ?? DEFAULTS.broadcastWindowMs,
-  storeWindowMs: options.storeWindowMs ?? DEFAULTS.storeWindowMs,
+  storeWindowMs: options.storeWindowMs ?? (options.redisUrl !== undefined ? DEFAULTS.clusterStoreWindowMs : DEFAULTS.storeWindowMs),
   limits: resolveLimits(options.limits),
 })

@@ -24,7 +24,7 @@ const DEFAULTS: Config = {
   playground: false,
   logLevel: 'info',
   broadcastWindowMs: 0,
-  storeWindowMs: 50,
+  storeWindowMs: null,
   limits: {},
   databaseUrl: null,
   redisUrl: null,

@@ -45,6 +45,8 @@ export interface WireClient {
 export interface WireOptions {
   /** Called for every relayed sync update frame, with the message. */
   onUpdate?: (message: Buffer) => void
+  /** Called for every `saved` acknowledgement, with the count of writes stored so far. */
+  onSaved?: (count: number) => void
   /** Parse message types after this many bytes of prefix (Hocuspocus prefixes the document name). */
   prefix?: (message: Buffer) => number
 }
@@ -130,6 +132,7 @@ export async function connect(url: string, options: WireOptions = {}): Promise<W
     const type = decoding.readVarUint(d)
     if (type === MessageType.saved) {
       client.saved = decoding.readVarUint(d)
+      options.onSaved?.(client.saved)
       if (waiter !== null && client.saved >= waiter.count) {
         const w = waiter
         waiter = null

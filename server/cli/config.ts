@@ -38,7 +38,8 @@ export interface Config {
   /** A busy room relays updates at most once per this many ms (0: every event-loop turn). */
   broadcastWindowMs: number
   /** A busy room stores writes at most once per this many ms (0: as soon as the last append is done). */
-  storeWindowMs: number
+  /** Null: the engines' default (options.ts). */
+  storeWindowMs: number | null
   /** The limits given by a flag or variable; the rest keep their defaults (limits.ts). */
   limits: Partial<Limits>
 }
@@ -126,7 +127,8 @@ Each option may instead be set by the environment variable in brackets; a flag w
                           1000 [TANDEM_BROADCAST_WINDOW_MS] (default 0: at the end of each turn)
   --store-window-ms <n>   a busy room stores (and acknowledges) writes at most once per n ms, in
                           one record (the first after a pause at once); relaying is not delayed,
-                          0 to 1000 [TANDEM_STORE_WINDOW_MS] (default ${DEFAULTS.storeWindowMs})
+                          0 to 1000 [TANDEM_STORE_WINDOW_MS] (default ${DEFAULTS.storeWindowMs}; with
+                          --redis-url ${DEFAULTS.clusterStoreWindowMs}: other processes relay what is stored)
   --playground            serve the demo web app at /playground; a local demo whose admin
                           panel changes ACLs with the secret: never on a shared server
                           [TANDEM_PLAYGROUND]
@@ -223,7 +225,7 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): Config {
     logLevel: parseLogLevel(text(SETTINGS.logLevel)),
     playground: bool(SETTINGS.playground),
     broadcastWindowMs: parseWindow(SETTINGS.broadcastWindowMs, text(SETTINGS.broadcastWindowMs), DEFAULTS.broadcastWindowMs),
-    storeWindowMs: parseWindow(SETTINGS.storeWindowMs, text(SETTINGS.storeWindowMs), DEFAULTS.storeWindowMs),
+    storeWindowMs: text(SETTINGS.storeWindowMs) === undefined ? null : parseWindow(SETTINGS.storeWindowMs, text(SETTINGS.storeWindowMs), 0),
     limits: parseLimits(text),
   }
 }

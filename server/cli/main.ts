@@ -86,7 +86,7 @@ const app = await createServer({
   logLevel,
   playground,
   broadcastWindowMs,
-  storeWindowMs,
+  ...(storeWindowMs !== null && { storeWindowMs }),
   limits,
   ...engines,
 }).catch((err: unknown) => {
