@@ -77,9 +77,13 @@ const freePort = async (): Promise<number> => {
 async function startRedis(): Promise<{ url: string; pid: number; stop(): void; dir: string }> {
   const port = await freePort()
   const dir = tempDir('redis')
-  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--appendonly', 'yes', '--appendfsync', 'everysec', '--save', ''], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  })
+  const child = spawn(
+    'redis-server',
+    ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--appendonly', 'yes', '--appendfsync', 'everysec', '--save', ''],
+    {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  )
   await new Promise<void>((resolve, reject) => {
     let out = ''
     child.stdout!.on('data', (d: Buffer) => {
@@ -93,7 +97,23 @@ async function startRedis(): Promise<{ url: string; pid: number; stop(): void; d
 
 const tandem = (dataDir: string, extra: string[]): Promise<Child> =>
   spawnServer(
-    ['--import', 'tsx', 'server/cli/main.ts', '--port', '0', '--host', '127.0.0.1', '--data-dir', dataDir, '--secret', BENCH_SECRET, '--allow-anonymous', '--log-level', 'warn', ...extra],
+    [
+      '--import',
+      'tsx',
+      'server/cli/main.ts',
+      '--port',
+      '0',
+      '--host',
+      '127.0.0.1',
+      '--data-dir',
+      dataDir,
+      '--secret',
+      BENCH_SECRET,
+      '--allow-anonymous',
+      '--log-level',
+      'warn',
+      ...extra,
+    ],
     /listening on http:\/\/[^:]+:(\d+)/,
     { cpu: 0, env: { TANDEM_SECRET: '', PORT: '', HOST: '', TANDEM_DATA_DIR: '', TANDEM_REDIS_URL: '', TANDEM_DATABASE_URL: '' } },
   )
@@ -331,19 +351,47 @@ export const scenario: Scenario = {
         const perProcess = (d.usPerEditA + d.usPerEditB) / 2
         const shape = `${rooms}x${clients} @${d.rate}/s`
         results.push(
-          compared({ scenario: SCENARIO, metric: `${shape}: CPU per edit per process`, value: round(perProcess), unit: 'µs', target: quick ? undefined : 'ratio <= 1.3' }, 'embedded process', round(e.usPerEditA)),
+          compared(
+            {
+              scenario: SCENARIO,
+              metric: `${shape}: CPU per edit per process`,
+              value: round(perProcess),
+              unit: 'µs',
+              target: quick ? undefined : 'ratio <= 1.3',
+            },
+            'embedded process',
+            round(e.usPerEditA),
+          ),
         )
         // Every edit is handled twice over: validated, applied and stored where it came in, applied
         // and relayed where its receivers are. The cluster's whole CPU per edit, for the model.
-        results.push(compared({ scenario: SCENARIO, metric: `${shape}: CPU per edit, both processes`, value: round(d.usPerEditA + d.usPerEditB), unit: 'µs' }, 'embedded process', round(e.usPerEditA)))
+        results.push(
+          compared(
+            { scenario: SCENARIO, metric: `${shape}: CPU per edit, both processes`, value: round(d.usPerEditA + d.usPerEditB), unit: 'µs' },
+            'embedded process',
+            round(e.usPerEditA),
+          ),
+        )
         results.push({ scenario: SCENARIO, metric: `${shape}: Redis CPU per edit`, value: round(d.redisUsPerEdit), unit: 'µs' })
         results.push({ scenario: SCENARIO, metric: `${shape}: PostgreSQL CPU per edit`, value: round(d.postgresUsPerEdit), unit: 'µs' })
-        results.push(compared({ scenario: SCENARIO, metric: `${shape}: cross-process fan-out p99`, value: round(d.p99), unit: 'ms', target: quick ? undefined : 'value < 50' }, 'embedded p99', round(e.p99)))
+        results.push(
+          compared(
+            { scenario: SCENARIO, metric: `${shape}: cross-process fan-out p99`, value: round(d.p99), unit: 'ms', target: quick ? undefined : 'value < 50' },
+            'embedded p99',
+            round(e.p99),
+          ),
+        )
         results.push({ scenario: SCENARIO, metric: `${shape}: cross-process fan-out p50`, value: round(d.p50), unit: 'ms' })
         results.push(compared({ scenario: SCENARIO, metric: `${shape}: acknowledgement p99`, value: round(d.ackP99), unit: 'ms' }, 'embedded', round(e.ackP99)))
       })
       results.push({ scenario: SCENARIO, metric: 'ACL change to a session on the other process: p50', value: round(quantile(acl, 0.5)), unit: 'ms' })
-      results.push({ scenario: SCENARIO, metric: 'ACL change to a session on the other process: p99', value: round(quantile(acl, 0.99)), unit: 'ms', target: quick ? undefined : 'value < 100' })
+      results.push({
+        scenario: SCENARIO,
+        metric: 'ACL change to a session on the other process: p99',
+        value: round(quantile(acl, 0.99)),
+        unit: 'ms',
+        target: quick ? undefined : 'value < 100',
+      })
       for (const r of results) {
         if (r.target === 'ratio <= 1.3') Object.assign(r, { met: (r.ratio ?? Infinity) <= 1.3 })
         if (r.target === 'value < 50') Object.assign(r, { met: r.value < 50 })
