@@ -14,6 +14,7 @@ import { AccessControl } from './auth/access-control.ts'
 import { builtInAuthenticate } from './auth/authenticator.ts'
 import type { Connection, ConnectionContext } from './sync/connection.ts'
 import type { PeerSocket } from './sync/peer-socket.ts'
+import { hocuspocusRoute } from './sync/hocuspocus-route.ts'
 import { ConnectionRateLimiter, syncRoute } from './sync/route.ts'
 import { LimitedWebSocket } from './sync/socket.ts'
 import { MemoryBudget } from './rooms/memory-budget.ts'
@@ -216,5 +217,7 @@ async function build(app: FastifyInstance, options: ServerOptions, resolved: Res
     return metrics.registry.metrics()
   })
 
-  syncRoute(app, { context, limits: resolved.limits, sockets, connectionRate, yWebsocketCompat: resolved.yWebsocketCompat })
+  const syncDeps = { context, limits: resolved.limits, sockets, connectionRate, yWebsocketCompat: resolved.yWebsocketCompat }
+  syncRoute(app, syncDeps)
+  hocuspocusRoute(app, syncDeps)
 }

@@ -89,6 +89,14 @@ export const LIMIT_DEFINITIONS = {
     bounds: 'WebSocket upgrades per IP per minute (all at once if it likes, then that pace)',
     pastIt: '429 before the upgrade',
   },
+  documentsPerSocket: {
+    default: 64,
+    min: 1,
+    max: 100_000,
+    unit: 'count',
+    bounds: 'documents (rooms) open at once on one Hocuspocus-protocol socket',
+    pastIt: 'PermissionDenied for that document',
+  },
   maxRooms: {
     default: 10_000,
     min: 1,

@@ -49,6 +49,7 @@ class Connection implements OpenSession {
   readonly context: OpenSession['context']
   readonly transport = { takeOutbound: () => true, takeIntegration: () => true }
   answeredSync = false
+  readonly acknowledges = 'count'
   readonly session: Session
   /** Frames the client sent, not yet received by the room. */
   readonly up: Uint8Array[] = []
@@ -76,6 +77,10 @@ class Connection implements OpenSession {
 
   writeDelayed(): void {
     this.delayed++
+  }
+
+  writeStatus(): void {
+    throw new Error('a count protocol is never asked for a write status')
   }
 
   notice(code: ErrorCode, message: string): void {

@@ -196,6 +196,19 @@ export class Room {
     return new Room(id, doc, stored, bytes, estimate, deps)
   }
 
+  /** Structs the document holds (an estimate between compactions: merged ones still count). */
+  get structCount(): number {
+    return this.#structs
+  }
+
+  /**
+   * Whether the document already holds everything `update` has (a reader's state, answered as
+   * stored when it adds nothing). Costs a walk of the document's structs: callers budget it.
+   */
+  containsUpdate(update: Uint8Array): boolean {
+    return Y.snapshotContainsUpdate(Y.snapshot(this.doc), update)
+  }
+
   /** Estimated heap of the document: its structs and their content. */
   get estimatedMemory(): number {
     return this.#structs * STRUCT_HEAP_BYTES + this.#bytes

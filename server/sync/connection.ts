@@ -28,7 +28,7 @@ import type { Metrics } from '../metrics.ts'
 import type { SharedFrame } from '../rooms/fanout.ts'
 import type { RoomRegistry } from '../rooms/registry.ts'
 import type { Room, RoomMember } from '../rooms/room.ts'
-import type { ClientProtocol } from './client-protocol.ts'
+import type { ClientProtocol, Frames } from './client-protocol.ts'
 import type { Transport } from './transport.ts'
 import { dispatch } from './dispatch.ts'
 
@@ -121,6 +121,17 @@ export class Connection implements RoomMember, LiveSession {
     this.#transport.send(frame, shared)
   }
 
+  /** Sends what the protocol said, if anything. */
+  #tell(frames: Frames | undefined): void {
+    if (frames == null) return
+    if (frames instanceof Uint8Array) this.send(frames)
+    else for (const frame of frames) this.send(frame)
+  }
+
+  get acknowledges(): 'count' | 'each' {
+    return this.#protocol?.acknowledges ?? 'count'
+  }
+
   /** The client presented its credentials, in the words of `protocol`; `first` is queued when given. */
   begin(protocol: ClientProtocol, credentials: Credentials, first?: Queued): void {
     this.#protocol = protocol
@@ -145,8 +156,11 @@ export class Connection implements RoomMember, LiveSession {
 
   acknowledge(count: number): void {
     this.#saved += count
-    const frame = this.#protocol?.saved(this.#saved)
-    if (frame != null) this.send(frame)
+    this.#tell(this.#protocol?.saved(this.#saved, count))
+  }
+
+  writeStatus(stored: boolean): void {
+    this.#tell(this.#protocol?.writeStatus(stored))
   }
 
   writeDelayed(): void {
@@ -157,10 +171,10 @@ export class Connection implements RoomMember, LiveSession {
   notice(code: ErrorCode, message: string): void {
     const now = Date.now()
     if (now - (this.#noticeAt.get(code) ?? 0) < NOTICE_INTERVAL_MS) return
-    const frame = this.#protocol?.notice(code, message)
-    if (frame == null) return
+    const frames = this.#protocol?.notice(code, message)
+    if (frames == null) return
     this.#noticeAt.set(code, now)
-    this.send(frame)
+    this.#tell(frames)
   }
 
   /** A message could not be handled: the session ends with the error's code (logged by kind). */
@@ -245,10 +259,12 @@ export class Connection implements RoomMember, LiveSession {
     this.#authTimer = null
     this.#armExpiry(session.expiresAt)
 
-    const hello = this.#protocol!.authenticated(session)
-    if (hello !== null) this.send(hello)
-    // A reader is not asked for its state: it may not write it (y-protocols, read-only users).
-    if (canWrite(session.permissions)) this.send(encodeFrame(writeSyncStep1, Y.encodeStateVector(room.doc)))
+    this.#tell(this.#protocol!.authenticated(session))
+    // A reader is not asked for its state: it may not write it (y-protocols, read-only users),
+    // unless its protocol counts that answer (Hocuspocus's).
+    if (canWrite(session.permissions) || this.#protocol!.asksReadersForState) {
+      this.send(encodeFrame(writeSyncStep1, Y.encodeStateVector(room.doc)))
+    }
     const presence = room.presenceFrame()
     if (presence !== null) this.send(presence)
 
@@ -274,8 +290,7 @@ export class Connection implements RoomMember, LiveSession {
       const previous = this.#session!.permissions
       this.#session = session
       this.#armExpiry(session.expiresAt)
-      const hello = this.#protocol!.authenticated(session)
-      if (hello !== null) this.send(hello)
+      this.#tell(this.#protocol!.authenticated(session))
       this.#permissionsChanged(previous, session.permissions)
     } catch (err) {
       if (attempt === this.#reauthAttempt) this.refuse(err)
@@ -296,8 +311,7 @@ export class Connection implements RoomMember, LiveSession {
     if (permissions === session.permissions) return
     const previous = session.permissions
     session.permissions = permissions
-    const changed = this.#protocol!.accessChanged(permissions)
-    if (changed !== null) this.send(changed)
+    this.#tell(this.#protocol!.accessChanged(permissions))
     this.#permissionsChanged(previous, permissions)
   }
 
@@ -341,8 +355,7 @@ export class Connection implements RoomMember, LiveSession {
   /** Tells the client why, in the words of its protocol, and closes with the code's close code. */
   #fail(error: TandemError, closeCode?: number): void {
     if (this.#state === 'closed') return
-    const told = this.#protocol?.refusal(error)
-    if (told != null) this.send(told)
+    this.#tell(this.#protocol?.refusal(error))
     this.close(closeCode ?? error.closeCode ?? CloseCode.serverError, error.code)
   }
 

@@ -26,6 +26,10 @@ export interface OpenSession extends RoomMember {
   readonly transport: Pick<Transport, 'takeOutbound' | 'takeIntegration'>
   /** Whether the free first sync answer (the join's) was given. */
   answeredSync: boolean
+  /** How the client's protocol acknowledges writes (client-protocol.ts). */
+  readonly acknowledges: 'count' | 'each'
+  /** With `each`: tells the client a write was refused, or that it added nothing and so is stored. */
+  writeStatus(stored: boolean): void
   notice(code: ErrorCode, message: string): void
   reauthenticate(credentials: Credentials): Promise<void>
 }
@@ -46,10 +50,7 @@ export function dispatch(connection: OpenSession, room: Room, session: Session, 
     case 'sync-step-2':
     case 'update': {
       if (!canWrite(session.permissions)) {
-        // Dropped whole: never applied, stored or relayed; counted so `saved` stays in step.
-        metrics.rejected.read_only++
-        room.skipWrite(connection)
-        connection.notice('read_only', 'this session may not write to the room')
+        refuseWrite(connection, room, message)
         return
       }
       const summary = validateUpdate(message.update)
@@ -99,6 +100,32 @@ export function dispatch(connection: OpenSession, room: Room, session: Session, 
       throw new TandemError('malformed_message', `unhandled message ${String(unreachable)}`)
     }
   }
+}
+
+/**
+ * A reader's write, dropped whole: never applied, stored or relayed. Counted so that `saved` stays
+ * in step, or answered at once by a protocol that acknowledges each write; there, a reader's state
+ * (the sync step 2 a Hocuspocus provider sends every reader) that adds nothing is answered as stored.
+ */
+const refuseWrite = (connection: OpenSession, room: Room, message: Extract<ClientMessage, { update: Uint8Array }>): void => {
+  if (connection.acknowledges === 'count') {
+    room.skipWrite(connection)
+  } else {
+    if (message.kind === 'sync-step-2') {
+      validateUpdate(message.update)
+      // The comparison walks the document: it costs what integrating that much would.
+      if (!connection.transport.takeIntegration(room.structCount + 1)) {
+        throw new TandemError('rate_limited', 'too many states sent; slow down and reconnect later')
+      }
+      if (room.containsUpdate(message.update)) {
+        connection.writeStatus(true)
+        return
+      }
+    }
+    connection.writeStatus(false)
+  }
+  connection.context.metrics.rejected.read_only++
+  connection.notice('read_only', 'this session may not write to the room')
 }
 
 /** Takes an answer's bytes from the client's byte budget. */

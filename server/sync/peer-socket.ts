@@ -14,13 +14,37 @@ import type { Limits } from '../limits.ts'
 import type { Metrics } from '../metrics.ts'
 import type { SharedFrame } from '../rooms/fanout.ts'
 import { TokenBucket } from '../token-bucket.ts'
-import { LimitedWebSocket, frameBinary } from './socket.ts'
+import { LimitedWebSocket, frameBinary, payloadOf } from './socket.ts'
 
 const OPEN = 1
 /** Frames up to this size are framed here and written with one socket write (see `send`). */
 const SMALL_FRAME = 4_096
 /** The kind of framing a WebSocket frame is (SharedFrame's cache key). */
 const WS_FRAME = 'ws'
+
+/**
+ * What a multiplexed socket puts before each frame of one of its documents: the address's bytes,
+ * and how to frame a shared frame behind them (cached in the SharedFrame under `kind`, so the
+ * receivers of one address share one build).
+ */
+export class AddressPrefix {
+  readonly bytes: Uint8Array
+  readonly kind: string
+  readonly frame: (frame: Uint8Array) => Buffer
+
+  constructor(bytes: Uint8Array, kind: string) {
+    this.bytes = bytes
+    this.kind = kind
+    this.frame = (frame) => frameBinary(concat(bytes, frame))
+  }
+}
+
+const concat = (prefix: Uint8Array, frame: Uint8Array): Uint8Array => {
+  const out = new Uint8Array(prefix.length + frame.length)
+  out.set(prefix, 0)
+  out.set(frame, prefix.length)
+  return out
+}
 
 export type SocketLimits = Pick<
   Limits,
@@ -87,6 +111,19 @@ export class PeerSocket {
   }
 
   send(frame: Uint8Array, shared?: SharedFrame): void {
+    this.#write(frame, shared, WS_FRAME, frameBinary)
+  }
+
+  /**
+   * Sends `frame` behind `address` (a multiplexed socket's document, its Hocuspocus address: see
+   * AddressPrefix); a shared frame is framed once for every receiver with the same address.
+   */
+  sendAddressed(address: AddressPrefix, frame: Uint8Array, shared?: SharedFrame): void {
+    if (shared !== undefined) this.#write(frame, shared, address.kind, address.frame)
+    else this.#write(concat(address.bytes, frame), undefined, WS_FRAME, frameBinary)
+  }
+
+  #write(frame: Uint8Array, shared: SharedFrame | undefined, kind: string, build: (frame: Uint8Array) => Buffer): void {
     const ws = this.#ws
     if (ws.readyState !== OPEN) return
     if (ws.bufferedAmount > this.#limits.maxBufferedBytes) {
@@ -96,8 +133,13 @@ export class PeerSocket {
     }
     // One socket write of a frame built once (small frames are framed here: a copy is cheaper
     // than ws's two-buffer write); large frames of one receiver go through ws as they are.
-    if (this.#framing !== null && (shared !== undefined || frame.length <= SMALL_FRAME)) {
-      this.#framing.sendFrame(frame, shared === undefined ? frameBinary(frame) : shared.wire(WS_FRAME, frameBinary))
+    if (shared !== undefined) {
+      const wire = shared.wire(kind, build)
+      const payload = kind === WS_FRAME ? frame : payloadOf(wire)
+      if (this.#framing !== null) this.#framing.sendFrame(payload, wire)
+      else ws.send(payload)
+    } else if (this.#framing !== null && frame.length <= SMALL_FRAME) {
+      this.#framing.sendFrame(frame, frameBinary(frame))
     } else {
       ws.send(frame)
     }

@@ -36,6 +36,12 @@ export function frameBinary(payload: Uint8Array): Buffer {
   return frame
 }
 
+/** The payload of a frame `frameBinary` built (a view, no copy). */
+export function payloadOf(frame: Buffer): Buffer {
+  const length = frame[1]! & 0x7f
+  return frame.subarray(length === 127 ? 10 : length === 126 ? 4 : 2)
+}
+
 /** The parts of ws's WebSocket that `sendFrame` relies on (ws 8). */
 interface WsInternals {
   _socket?: Duplex
