@@ -181,6 +181,8 @@ async function build(app: FastifyInstance, options: ServerOptions, resolved: Res
       registry.shuttingDown()
       await registry.flushAll()
       for (const connection of [...connections]) connection.close(CloseCode.serverRestarting, 'server_restarting')
+      // Sockets with no session left (a Hocuspocus socket between documents) go too.
+      for (const socket of [...sockets]) socket.close(CloseCode.serverRestarting, 'server_restarting')
       await registry.closeAll()
     },
   })
