@@ -8,13 +8,11 @@
  * Chromium is the system's when there is one, else the one inside `@sparticuz/chromium` (support/browser.ts).
  */
 
-import { mkdirSync, readFileSync } from 'node:fs'
-import { type Server, createServer as createHttpServer } from 'node:http'
+import { mkdirSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
-import { build } from 'esbuild'
 import type { Browser, BrowserContext, Page } from 'playwright-core'
 import { afterAll, beforeAll, expect, it } from 'vitest'
-import { launchChromium } from './support/browser.ts'
+import { type PageServer, launchChromium, servePage } from './support/browser.ts'
 import { createRoom, idToken } from './support/access.ts'
 import { type TestServer, startServer } from './support/server.ts'
 
@@ -22,39 +20,15 @@ const ARTIFACTS = fileURLToPath(new URL('./artifacts/', import.meta.url))
 const ROOM = 'browser-room'
 
 let server: TestServer
-let pages: Server
+let pages: PageServer | undefined
 let pagesUrl: string
 let browser: Browser | null = null
 const contexts: BrowserContext[] = []
 const pageErrors: string[] = []
 
 beforeAll(async () => {
-  const bundle = await build({
-    entryPoints: [fileURLToPath(new URL('./browser/page.ts', import.meta.url))],
-    bundle: true,
-    platform: 'browser',
-    format: 'esm',
-    target: 'es2022',
-    write: false,
-    logLevel: 'silent',
-  })
-  const script = bundle.outputFiles[0]!.contents
-  const html = readFileSync(new URL('./browser/index.html', import.meta.url))
-  pages = createHttpServer((req, res) => {
-    const path = (req.url ?? '/').split('?')[0]
-    if (path === '/') {
-      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' })
-      res.end(html)
-    } else if (path === '/page.js') {
-      res.writeHead(200, { 'content-type': 'text/javascript; charset=utf-8' })
-      res.end(script)
-    } else {
-      res.writeHead(404).end()
-    }
-  })
-  await new Promise<void>((resolve) => pages.listen(0, '127.0.0.1', resolve))
-  const address = pages.address()
-  pagesUrl = `http://127.0.0.1:${typeof address === 'object' && address !== null ? address.port : 0}/`
+  pages = await servePage(new URL('./browser/page.ts', import.meta.url), new URL('./browser/index.html', import.meta.url))
+  pagesUrl = pages.url
 
   server = await startServer({ authenticate: undefined })
   await createRoom(server, { id: ROOM, defaultAccesses: [], usersAccesses: { ann: ['room:write'], bob: ['room:write'], rita: ['room:read'] } })
@@ -66,7 +40,7 @@ afterAll(async () => {
   for (const context of contexts) await context.close()
   await browser?.close()
   await server?.destroy()
-  await new Promise<void>((resolve) => (pages === undefined ? resolve() : pages.close(() => resolve())))
+  await pages?.close()
 })
 
 /** A page in its own browser context (its own BroadcastChannel scope), bound to the room as `userId`. */

@@ -5,7 +5,10 @@
  * `npm test` on a fresh clone needs no system package.
  */
 
-import { existsSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
+import { createServer as createHttpServer } from 'node:http'
+import { fileURLToPath } from 'node:url'
+import { build } from 'esbuild'
 import { type Browser, type LaunchOptions, chromium } from 'playwright-core'
 
 const SYSTEM_CHROMIUM = ['/usr/bin/chromium', '/usr/bin/chromium-browser']
@@ -35,4 +38,44 @@ export async function findChromium(): Promise<ChromiumBinary> {
 export async function launchChromium(options: Omit<LaunchOptions, 'executablePath'> = {}): Promise<Browser> {
   const binary = await findChromium()
   return chromium.launch({ ...options, executablePath: binary.executablePath, args: [...binary.args, ...COMMON_ARGS, ...(options.args ?? [])] })
+}
+
+export interface PageServer {
+  /** http://127.0.0.1:PORT/ — the page; its script is /page.js. */
+  readonly url: string
+  close(): Promise<void>
+}
+
+/**
+ * Serves one test page on 127.0.0.1: `html` at `/`, and `entry` bundled for the browser with
+ * esbuild at `/page.js`.
+ */
+export async function servePage(entry: URL, html: URL): Promise<PageServer> {
+  const bundle = await build({
+    entryPoints: [fileURLToPath(entry)],
+    bundle: true,
+    platform: 'browser',
+    format: 'esm',
+    target: 'es2022',
+    write: false,
+    logLevel: 'silent',
+  })
+  const script = bundle.outputFiles[0]!.contents
+  const page = readFileSync(html)
+  const server = createHttpServer((req, res) => {
+    const path = (req.url ?? '/').split('?')[0]
+    if (path === '/') {
+      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' })
+      res.end(page)
+    } else if (path === '/page.js') {
+      res.writeHead(200, { 'content-type': 'text/javascript; charset=utf-8' })
+      res.end(script)
+    } else {
+      res.writeHead(404).end()
+    }
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const address = server.address()
+  const port = typeof address === 'object' && address !== null ? address.port : 0
+  return { url: `http://127.0.0.1:${port}/`, close: () => new Promise<void>((resolve) => server.close(() => resolve())) }
 }
