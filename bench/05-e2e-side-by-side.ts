@@ -1,7 +1,8 @@
 /**
  * 05 end to end, side by side: capacity over real sockets of Tandem (the CLI with its defaults:
- * auth, ACL gating and LevelDB persistence on), Tandem with `--broadcast-window-ms 10` (full runs
- * only), @y/websocket-server 0.1.1 and @hocuspocus/server 3.x (both without persistence, their
+ * auth, ACL gating and LevelDB persistence on), the same Tandem through its Hocuspocus-protocol
+ * endpoint (`/v1/hocuspocus`, spoken to as a Hocuspocus provider does), Tandem with
+ * `--broadcast-window-ms 10` (full runs only), @y/websocket-server 0.1.1 and @hocuspocus/server 3.x (both without persistence, their
  * defaults), and a transport floor: a bare ws server that relays frames and does nothing else. Each server runs in its own child process pinned to core 0; the load generator here
  * is pinned to core 1 (raw-socket clients, pre-framed sends: bench/support/wire.ts).
  *
@@ -72,10 +73,34 @@ const tandemFlavor = (name: string, args: string[] = []): Flavor => ({
 
 /** Tandem with a broadcast window: fewer frames per edit in busy rooms, up to 10 ms more latency. */
 const WINDOWED = 'tandem --broadcast-window-ms 10'
+/** Tandem's Hocuspocus-protocol endpoint: the same server, spoken to as a Hocuspocus provider does. */
+const HOCUSPOCUS_ENDPOINT = 'tandem /v1/hocuspocus'
+
+/** Where the y-websocket message starts in a Hocuspocus frame: after its document name. */
+const afterDocumentName = (frame: Buffer): number => {
+  const d = decoding.createDecoder(frame)
+  decoding.readVarString(d)
+  return d.pos
+}
+
+/** The Hocuspocus provider's Token message (an empty token: the bench's rooms are open). */
+const hocusToken = (room: string, token: string): Uint8Array =>
+  hocusFrame(room, (e) => {
+    encoding.writeVarUint(e, 2)
+    encoding.writeVarUint(e, 0)
+    encoding.writeVarString(e, token)
+  })
 
 const FLAVORS: Flavor[] = [
   tandemFlavor('tandem'),
   tandemFlavor(WINDOWED, ['--broadcast-window-ms', '10']),
+  {
+    ...tandemFlavor(HOCUSPOCUS_ENDPOINT),
+    url: (port) => `ws://127.0.0.1:${port}/v1/hocuspocus`,
+    hello: (room) => [hocusToken(room, '')],
+    frame: (room, update) => hocusFrame(room, (e) => writeUpdate(e, update)),
+    prefix: afterDocumentName,
+  },
   {
     name: 'y-websocket-server',
     start: () => spawnServer(['--import', 'tsx', 'bench/support/peer-ywebsocket.ts'], /listening on http:\/\/[^:]+:(\d+)/, { cpu: 0 }),
@@ -88,19 +113,9 @@ const FLAVORS: Flavor[] = [
     start: () => spawnServer(['--import', 'tsx', 'bench/support/peer-hocuspocus.ts'], /listening on http:\/\/[^:]+:(\d+)/, { cpu: 0 }),
     url: (port) => `ws://127.0.0.1:${port}/`,
     // Hocuspocus: every message starts with the document name; the first is auth (type 2, token 0).
-    hello: (room) => [
-      hocusFrame(room, (e) => {
-        encoding.writeVarUint(e, 2)
-        encoding.writeVarUint(e, 0)
-        encoding.writeVarString(e, 'bench')
-      }),
-    ],
+    hello: (room) => [hocusToken(room, 'bench')],
     frame: (room, update) => hocusFrame(room, (e) => writeUpdate(e, update)),
-    prefix: (frame) => {
-      const d = decoding.createDecoder(frame)
-      decoding.readVarString(d)
-      return d.pos
-    },
+    prefix: afterDocumentName,
   },
   {
     name: FLOOR,
@@ -147,7 +162,7 @@ interface StepResult {
 }
 
 async function runShape(flavor: Flavor, shape: Shape, seconds: number, seed: number): Promise<StepResult[]> {
-  const dir = tempDir(`e2e-${flavor.name}`)
+  const dir = tempDir(`e2e-${flavor.name.replace(/[^a-z0-9-]+/gi, '-')}`)
   const server = await flavor.start(dir)
   const sockets: WireClient[] = []
   try {
@@ -392,6 +407,43 @@ export const scenario: Scenario = {
               ),
             )
           }
+        }
+        // The Hocuspocus endpoint against Tandem's own protocol, on the same server: what the
+        // second front door costs per edit (target: at most 1.1x).
+        const own = at('tandem')
+        const endpoint = at(HOCUSPOCUS_ENDPOINT)
+        if (own !== undefined && endpoint !== undefined) {
+          out.push(
+            compared(
+              {
+                scenario: SCENARIO,
+                metric: `${label}: server CPU, ramp to ${common}/s (${HOCUSPOCUS_ENDPOINT})`,
+                value: round(endpoint.cpuUsPerEdit),
+                unit: 'µs/edit',
+                ...(!quick && { target: 'ratio <= 1.1', met: endpoint.cpuUsPerEdit <= 1.1 * own.cpuUsPerEdit }),
+              },
+              "tandem's own protocol",
+              round(own.cpuUsPerEdit),
+            ),
+          )
+          const p99At = (name: string): number =>
+            Math.max(
+              ...steps(name)
+                .filter((s) => s.rate <= common)
+                .map((s) => s.p99),
+            )
+          out.push(
+            compared(
+              {
+                scenario: SCENARIO,
+                metric: `${label}: worst p99 up to ${common}/s (${HOCUSPOCUS_ENDPOINT})`,
+                value: round(p99At(HOCUSPOCUS_ENDPOINT)),
+                unit: 'ms',
+              },
+              "tandem's own protocol",
+              round(p99At('tandem')),
+            ),
+          )
         }
       }
       return out
