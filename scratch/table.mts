@@ -1,0 +1,2 @@
+import { limitsTable } from '../server/limits.ts'
+console.log(limitsTable())
