@@ -125,6 +125,25 @@ describe.each(PROVIDER_VERSIONS)('HocuspocusProvider %i.x', (version) => {
 })
 
 describe('the Hocuspocus endpoint', () => {
+  it('a reader shows presence only with room:presence:write', async () => {
+    const server = await startWithRooms(['notes'])
+    const url = hocuspocusUrl(server)
+    const writer = open(4, { url, name: 'notes', token: await idToken({ userId: 'ann' }) })
+    const rita = open(4, { url, name: 'notes', token: await idToken({ userId: 'rita' }) })
+    const pia = open(4, { url, name: 'notes', token: await idToken({ userId: 'pia' }) })
+    await Promise.all([synced(writer), authenticated(rita, 'readonly'), authenticated(pia, 'readonly')])
+    rita.provider.setAwarenessField('user', { name: 'Rita' })
+    pia.provider.setAwarenessField('user', { name: 'Pia' })
+    const names = (): string[] =>
+      [...writer.provider.awareness!.getStates().values()].flatMap((s) => {
+        const name = (s as { user?: { name: string } }).user?.name
+        return name === undefined ? [] : [name]
+      })
+    await until('the writer sees pia', writer.provider.awareness!, ['change'], () => names().includes('Pia'))
+    await noticed(rita, 'presence_forbidden')
+    expect(names()).not.toContain('Rita')
+  })
+
   it('SyncStatus comes after the store: while writes cannot be stored, the provider stays unsynced', async () => {
     const faulty = await openFaultyStore()
     const server = await startWithRooms(['notes'], { store: faulty })
