@@ -2,7 +2,7 @@
  * 05 end to end, side by side: capacity over real sockets of Tandem (the CLI with its defaults:
  * auth, ACL gating and LevelDB persistence on), the same Tandem through its Hocuspocus-protocol
  * endpoint (`/v1/hocuspocus`, spoken to as a Hocuspocus provider does), Tandem with
- * `--broadcast-window-ms 10` (full runs only), @y/websocket-server 0.1.1 and @hocuspocus/server 3.x (both without persistence, their
+ * `--broadcast-window-ms 0` (no relay window, as before the adaptive default; full runs only), @y/websocket-server 0.1.1 and @hocuspocus/server 3.x (both without persistence, their
  * defaults), and a transport floor: a bare ws server that relays frames and does nothing else. Each server runs in its own child process pinned to core 0; the load generator here
  * is pinned to core 1 (raw-socket clients, pre-framed sends: bench/support/wire.ts).
  *
@@ -48,6 +48,18 @@ interface Flavor {
   /** Where the y-websocket message starts in a frame the server sends. */
   prefix?: (frame: Buffer) => number
   prepare?(port: number, rooms: string[]): Promise<void>
+  /**
+   * The server's event-loop delay since the last call (Tandem's /metrics: prom-client's
+   * monitorEventLoopDelay histogram, reset at each scrape), in ms.
+   */
+  loopDelay?(port: number): Promise<{ p99: number; max: number }>
+}
+
+/** Reads Tandem's event-loop delay gauges (and so resets their histogram). */
+const tandemLoopDelay = async (port: number): Promise<{ p99: number; max: number }> => {
+  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text()
+  const gauge = (name: string): number => Number(new RegExp(`^tandem_process_nodejs_eventloop_lag_${name}_seconds (\\S+)$`, 'm').exec(text)?.[1] ?? NaN) * 1_000
+  return { p99: gauge('p99'), max: gauge('max') }
 }
 
 const hocusFrame = (room: string, write: (e: encoding.Encoder) => void): Uint8Array => {
@@ -69,10 +81,14 @@ const tandemFlavor = (name: string, args: string[] = []): Flavor => ({
   async prepare(port, rooms) {
     for (const room of rooms) await createOpenRoom(`http://127.0.0.1:${port}`, room)
   },
+  loopDelay: tandemLoopDelay,
 })
 
-/** Tandem with a broadcast window: fewer frames per edit in busy rooms, up to 10 ms more latency. */
-const WINDOWED = 'tandem --broadcast-window-ms 10'
+/**
+ * Tandem with no broadcast window (relays at the end of every turn, whatever the load): what the
+ * default adaptive window (0 while the process has slack, up to 10 ms when it is busy) is measured against.
+ */
+const WINDOWED = 'tandem --broadcast-window-ms 0'
 /** Tandem's Hocuspocus-protocol endpoint: the same server, spoken to as a Hocuspocus provider does. */
 const HOCUSPOCUS_ENDPOINT = 'tandem /v1/hocuspocus'
 
@@ -93,7 +109,7 @@ const hocusToken = (room: string, token: string): Uint8Array =>
 
 const FLAVORS: Flavor[] = [
   tandemFlavor('tandem'),
-  tandemFlavor(WINDOWED, ['--broadcast-window-ms', '10']),
+  tandemFlavor(WINDOWED, ['--broadcast-window-ms', '0']),
   {
     ...tandemFlavor(HOCUSPOCUS_ENDPOINT),
     url: (port) => `ws://127.0.0.1:${port}/v1/hocuspocus`,
@@ -206,6 +222,7 @@ async function runShape(flavor: Flavor, shape: Shape, seconds: number, seed: num
     const runStep = async (rate: number, label: string): Promise<StepResult> => {
       for (const room of rooms) room.latencies.length = 0
       const perRoom = rate / shape.rooms
+      await flavor.loopDelay?.(server.port)
       const cpu0 = server.cpu()
       const gen0 = process.cpuUsage()
       let checkUs = 0
@@ -270,8 +287,10 @@ async function runShape(flavor: Flavor, shape: Shape, seconds: number, seed: num
       const p99 = quantile(all, 0.99)
       // Its CPU while sending, as a share of its core: near 1, the generator sets the pace.
       const genBusy = genUs / 1_000 / (sendMs + (performance.now() - drainStart))
+      const loop = await flavor.loopDelay?.(server.port)
       process.stderr.write(
-        `[bench]   ${label}${flavor.name} ${shape.rooms}x${shape.clients} @${rate}/s: p50 ${round(quantile(all, 0.5))} p90 ${round(quantile(all, 0.9))} p99 ${round(p99)} ms, ` +
+        `[bench]   ${label}${flavor.name} ${shape.rooms}x${shape.clients} @${rate}/s: p50 ${round(quantile(all, 0.5))} p90 ${round(quantile(all, 0.9))} p99 ${round(p99)} max ${round(Math.max(0, ...all))} ms, ` +
+          (loop === undefined ? '' : `event-loop delay p99 ${round(loop.p99)} max ${round(loop.max)} ms, `) +
           `server ${round(cpu / edits)} µs/edit (kernel ${round(sys / edits)}), load generator ${round(genUs / edits)} µs/edit (${Math.round(genBusy * 100)} % of its core), converged ${converged}\n`,
       )
       return {

@@ -14,13 +14,14 @@ import { AccessControl } from './auth/access-control.ts'
 import { builtInAuthenticate } from './auth/authenticator.ts'
 import type { Connection, ConnectionContext } from './sync/connection.ts'
 import type { PeerSocket } from './sync/peer-socket.ts'
+import { AdaptiveWindow, fixedWindow } from './rooms/relay-window.ts'
 import { hocuspocusRoute } from './sync/hocuspocus-route.ts'
 import { ConnectionRateLimiter, syncRoute } from './sync/route.ts'
 import { LimitedWebSocket } from './sync/socket.ts'
 import { MemoryBudget } from './rooms/memory-budget.ts'
 import { Metrics } from './metrics.ts'
 import { type Engines, openEngines } from './engines.ts'
-import { type ResolvedOptions, type ServerOptions, resolveOptions } from './options.ts'
+import { DEFAULTS, type ResolvedOptions, type ServerOptions, resolveOptions } from './options.ts'
 import { PendingAccess } from './auth/pending-access.ts'
 import { playground } from './playground.ts'
 import { errorHandler, notFoundHandler, sendError } from './error-reply.ts'
@@ -115,6 +116,9 @@ async function build(app: FastifyInstance, options: ServerOptions, resolved: Res
     if (closing) await sendError(reply.header('connection', 'close'), 'unavailable', 'the server is shutting down; try again shortly')
   })
   const memory = new MemoryBudget(resolved.limits.maxLoadedMemoryBytes)
+  const relayWindow =
+    resolved.broadcastWindowMs === 'auto' ? new AdaptiveWindow(DEFAULTS.autoBroadcastWindowMaxMs) : fixedWindow(resolved.broadcastWindowMs)
+  app.addHook('onClose', async () => relayWindow.close())
   const registry = new RoomRegistry(
     {
       store,
@@ -124,7 +128,7 @@ async function build(app: FastifyInstance, options: ServerOptions, resolved: Res
       compactAfterRecords: resolved.compactAfterRecords,
       presenceLimits: resolved.limits,
       maxRoomBytes: resolved.limits.maxRoomBytes,
-      broadcastWindowMs: resolved.broadcastWindowMs,
+      relayWindow,
       storeWindowMs: resolved.storeWindowMs,
       maxUpdateIntegrationSteps: resolved.limits.maxUpdateIntegrationSteps,
       maxPendingStructs: resolved.limits.maxPendingStructs,

@@ -54,9 +54,10 @@ export interface ServerOptions {
   /**
    * A busy room relays document updates at most once per this many ms, merged into one frame (the
    * first update after a pause goes out at once). 0 relays at the end of every event-loop turn.
-   * Default 0.
+   * Default `'auto'`: 0 while the event loop has slack, growing to 10 ms as it gets busy
+   * (server/rooms/relay-window.ts).
    */
-  broadcastWindowMs?: number
+  broadcastWindowMs?: number | 'auto'
   /**
    * A busy room stores writes at most once per this many ms, in one record per window (the first
    * write after a pause is stored at once); their acknowledgements wait as long. Fewer, larger
@@ -81,7 +82,7 @@ export interface ResolvedOptions {
   readonly idleUnloadMs: number
   readonly keepaliveMs: number
   readonly compactAfterRecords: number
-  readonly broadcastWindowMs: number
+  readonly broadcastWindowMs: number | 'auto'
   readonly storeWindowMs: number
   readonly limits: Readonly<Limits>
 }
@@ -102,7 +103,9 @@ export const DEFAULTS = {
   idleUnloadMs: 10_000,
   keepaliveMs: 15_000,
   compactAfterRecords: 500,
-  broadcastWindowMs: 0,
+  broadcastWindowMs: 'auto',
+  /** The largest window `'auto'` opens: one frame at 60 fps is 16 ms. */
+  autoBroadcastWindowMaxMs: 10,
   storeWindowMs: 50,
   /**
    * In the distributed mode, other processes relay a write once it is in the room's stream: a

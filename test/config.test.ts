@@ -23,7 +23,7 @@ const DEFAULTS: Config = {
   jwtAudience: null,
   playground: false,
   logLevel: 'info',
-  broadcastWindowMs: 0,
+  broadcastWindowMs: 'auto',
   storeWindowMs: null,
   limits: {},
   databaseUrl: null,
@@ -149,6 +149,13 @@ describe('parseConfig', () => {
     configError(() => parseConfig(['--jwks-url', 'not a url'], {}), '--jwks-url (TANDEM_JWKS_URL)')
     configError(() => parseConfig([], { TANDEM_JWKS_URL: 'file:///etc/keys' }), '--jwks-url (TANDEM_JWKS_URL)')
     configError(() => parseConfig(['--jwks-url', 'https://a/jwks', '--jwt-public-key', 'k.pem'], {}), '--jwt-public-key (TANDEM_JWT_PUBLIC_KEY)')
+  })
+
+  it('takes auto (the default) or a number of ms as the broadcast window', () => {
+    expect(parseConfig([], {}).broadcastWindowMs).toBe('auto')
+    expect(parseConfig(['--broadcast-window-ms', 'auto'], {}).broadcastWindowMs).toBe('auto')
+    expect(parseConfig([], { TANDEM_BROADCAST_WINDOW_MS: '0' }).broadcastWindowMs).toBe(0)
+    configError(() => parseConfig([], { TANDEM_STORE_WINDOW_MS: 'auto' }), '--store-window-ms (TANDEM_STORE_WINDOW_MS)')
   })
 
   it('refuses a broadcast or store window that is not a whole number of ms from 0 to 1000', () => {

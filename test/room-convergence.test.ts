@@ -30,6 +30,7 @@ import { type OpenSession, dispatch } from '../server/sync/dispatch.ts'
 import { settle } from './support/fake-clock.ts'
 import { MemoryStore } from './support/memory-store.ts'
 import { contentOf, randomEdit, seedsFromEnv } from './support/random.ts'
+import { fixedWindow } from '../server/rooms/relay-window.ts'
 
 const ROOM = 'converge'
 const PEERS = 4
@@ -122,7 +123,7 @@ const run = async (seed: number): Promise<{ content: string; stats: Stats }> => 
     compactAfterRecords: 16,
     presenceLimits: DEFAULT_LIMITS,
     maxRoomBytes: DEFAULT_LIMITS.maxRoomBytes,
-    broadcastWindowMs: 0,
+    relayWindow: fixedWindow(0),
     storeWindowMs: 0,
     maxUpdateIntegrationSteps: DEFAULT_LIMITS.maxUpdateIntegrationSteps,
     maxPendingStructs: DEFAULT_LIMITS.maxPendingStructs,

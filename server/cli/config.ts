@@ -35,8 +35,8 @@ export interface Config {
   logLevel: LogLevel
   /** Serve the demo web app at /playground. */
   playground: boolean
-  /** A busy room relays updates at most once per this many ms (0: every event-loop turn). */
-  broadcastWindowMs: number
+  /** A busy room relays updates at most once per this many ms (0: every event-loop turn; auto: by load). */
+  broadcastWindowMs: number | 'auto'
   /** A busy room stores writes at most once per this many ms (0: as soon as the last append is done). */
   /** Null: the engines' default (options.ts). */
   storeWindowMs: number | null
@@ -224,7 +224,8 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): Config {
     ...parseEngines(text(SETTINGS.databaseUrl), text(SETTINGS.redisUrl), text(SETTINGS.redisPrefix), text(SETTINGS.redisWaitReplicas)),
     logLevel: parseLogLevel(text(SETTINGS.logLevel)),
     playground: bool(SETTINGS.playground),
-    broadcastWindowMs: parseWindow(SETTINGS.broadcastWindowMs, text(SETTINGS.broadcastWindowMs), DEFAULTS.broadcastWindowMs),
+    broadcastWindowMs:
+      text(SETTINGS.broadcastWindowMs) === 'auto' ? 'auto' : parseWindow(SETTINGS.broadcastWindowMs, text(SETTINGS.broadcastWindowMs), DEFAULTS.broadcastWindowMs, ' or auto'),
     storeWindowMs: text(SETTINGS.storeWindowMs) === undefined ? null : parseWindow(SETTINGS.storeWindowMs, text(SETTINGS.storeWindowMs), 0),
     limits: parseLimits(text),
   }
@@ -287,10 +288,10 @@ function parsePort(value: string | undefined): number {
   return n
 }
 
-function parseWindow(s: Setting, value: string | undefined, fallback: number): number {
+function parseWindow<F>(s: Setting, value: string | undefined, fallback: F, or = ''): number | F {
   if (value === undefined) return fallback
   const n = /^\d{1,4}$/.test(value) ? Number(value) : NaN
-  if (!(n <= 1000)) throw invalid(s, `expected an integer from 0 to 1000 (ms), got ${shown(value)}`)
+  if (!(n <= 1000)) throw invalid(s, `expected an integer from 0 to 1000 (ms)${or}, got ${shown(value)}`)
   return n
 }
 

@@ -4,15 +4,18 @@
  * and handed on. A quiet room relays at the end of the turn a write came in; with a window, a busy
  * one relays at most once per `windowMs` (a leading-edge throttle): the first write after a pause
  * goes out at once, later ones wait at most the window and share one frame per receiver, so the
- * cost of a fan-out (a socket write per receiver) is paid per window, not per keystroke.
+ * cost of a fan-out (a socket write per receiver) is paid per window, not per keystroke. The window
+ * is the process's (relay-window.ts: by default it opens only while the event loop is busy), read
+ * once per batch.
  */
 
 import * as Y from 'yjs'
 import { encodeFrame, writeUpdate } from '../../protocol/messages.ts'
-import { MAX_MERGE } from './room-log.ts'
+import { MAX_MERGE } from './merge.ts'
+import type { RelayWindow } from './relay-window.ts'
 
 export class BroadcastBatch<O> {
-  readonly #windowMs: number
+  readonly #window: RelayWindow
   /** Receives each batch's frame and its single origin (null when several wrote: all receive it). */
   readonly #relay: (frame: Uint8Array, origin: O | null) => void
   #updates: Uint8Array[] = []
@@ -24,8 +27,8 @@ export class BroadcastBatch<O> {
   /** When the last batch was relayed (performance.now(); read once per batch, not per write). */
   #lastFlush = -Infinity
 
-  constructor(windowMs: number, relay: (frame: Uint8Array, origin: O | null) => void) {
-    this.#windowMs = windowMs
+  constructor(window: RelayWindow, relay: (frame: Uint8Array, origin: O | null) => void) {
+    this.#window = window
     this.#relay = relay
   }
 
@@ -44,7 +47,7 @@ export class BroadcastBatch<O> {
     this.#clearTimer()
     const updates = this.#updates
     if (updates.length === 0) return
-    if (this.#windowMs > 0) this.#lastFlush = performance.now()
+    if (this.#window.ms > 0) this.#lastFlush = performance.now()
     const origin = this.#origin
     const received = this.#frame
     this.#updates = []
@@ -63,7 +66,8 @@ export class BroadcastBatch<O> {
 
   /** The first write of a batch: relay it at the end of this turn, or when the window is over. */
   #schedule(): void {
-    const wait = this.#windowMs > 0 ? this.#lastFlush + this.#windowMs - performance.now() : 0
+    const windowMs = this.#window.ms
+    const wait = windowMs > 0 ? this.#lastFlush + windowMs - performance.now() : 0
     if (wait > 0) {
       const timer = setTimeout(() => this.flush(), wait)
       this.#cancel = () => clearTimeout(timer)

@@ -17,6 +17,7 @@ import * as Y from 'yjs'
 import type { Metrics } from '../metrics.ts'
 import type { Actor } from '../../protocol/actor.ts'
 import type { DocumentStore, WriteRecord } from '../store/types.ts'
+import { mergeInChunks } from './merge.ts'
 
 /** Whoever wrote an update: a connection, or a service (a REST write). */
 export interface Writer {
@@ -66,8 +67,6 @@ interface Contribution {
   readonly clientIDs: Set<number>
 }
 
-/** Merging grows faster than linearly with the batch: keep batches small. */
-export const MAX_MERGE = 32
 const RETRY_MIN_MS = 50
 const RETRY_MAX_MS = 5_000
 /** How long a closing log keeps retrying a failing store before it gives up (a shutdown must end). */
@@ -213,11 +212,7 @@ export class RoomLog {
       this.#taken = this.#counted
       this.#queue = []
       this.#writers = new Map()
-      const records: Uint8Array[] = []
-      for (let i = 0; i < updates.length; i += MAX_MERGE) {
-        const chunk = updates.slice(i, i + MAX_MERGE)
-        records.push(chunk.length === 1 ? chunk[0]! : Y.mergeUpdates(chunk))
-      }
+      const records = mergeInChunks(updates)
       if (records.length > 0) {
         const firstSeq = this.#lastSeq + 1
         const at = this.#clock.wallNow()

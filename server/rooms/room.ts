@@ -5,9 +5,10 @@
  * - broadcast: writes waiting to be relayed are merged into one update, encoded once into one frame
  *   (a lone update is relayed in the frame it arrived in), and handed to the fan-out channel. A
  *   quiet room relays at the end of the turn a write came in; a busy one relays at most once per
- *   `broadcastWindowMs` (a leading-edge throttle): the first write after a pause goes out at once,
- *   later ones wait at most the window and share one frame per receiver, so the cost of a fan-out
- *   (a socket write per receiver) is paid per window, not per keystroke;
+ *   relay window (a leading-edge throttle; relay-window.ts: by default the window opens only while
+ *   the process is busy): the first write after a pause goes out at once, later ones wait at most
+ *   the window and share one frame per receiver, so the cost of a fan-out (a socket write per
+ *   receiver) is paid per window, not per keystroke;
  * - store: the room's log (room-log.ts) stores it and acknowledges its writer.
  *
  * Size cap: the room keeps an estimate of its document's encoded size (measured at load and at each
@@ -34,6 +35,7 @@ import { BroadcastBatch } from './broadcast-batch.ts'
 import { RoomLog, type Writer } from './room-log.ts'
 import type { DocumentStore } from '../store/types.ts'
 import { type ItemRef, type UpdateSummary, validateUpdate } from './update-validator.ts'
+import type { RelayWindow } from './relay-window.ts'
 
 export type { Writer } from './room-log.ts'
 
@@ -49,8 +51,8 @@ export interface RoomDeps {
   readonly presenceLimits: PresenceLimits
   /** Largest estimated document size; see `Room.applyUpdate`. */
   readonly maxRoomBytes: number
-  /** A busy room relays writes at most once per this many ms (0: at the end of every turn). */
-  readonly broadcastWindowMs: number
+  /** A busy room relays writes at most once per this window (0 ms: at the end of every turn). */
+  readonly relayWindow: RelayWindow
   /** A busy room stores writes at most once per this many ms (see room-log.ts). */
   readonly storeWindowMs: number
   /** Integration budgets (integration-cost.ts): one update, the pending structs, a load. */
@@ -144,7 +146,7 @@ export class Room {
       },
     })
     // A batch from one writer skips that writer; a mixed batch goes to all (Yjs ignores echoes).
-    this.#broadcast = new BroadcastBatch<Writer>(deps.broadcastWindowMs, (frame, origin) => this.#channel.broadcast(frame, origin))
+    this.#broadcast = new BroadcastBatch<Writer>(deps.relayWindow, (frame, origin) => this.#channel.broadcast(frame, origin))
     // A compaction's snapshot is the whole document: the estimates become exact again.
     this.#log = new RoomLog(id, doc, stored, deps, (snapshotBytes) => {
       this.#bytes = snapshotBytes

@@ -1,0 +1,87 @@
+/**
+ * The adaptive relay window (server/rooms/relay-window.ts): no window while the event loop has
+ * slack, a window growing with the load once it is busy, back to none when the load goes; and a
+ * room's relays under it: at once while quiet, merged into fewer frames while the process is busy.
+ */
+
+import { describe, expect, it } from 'vitest'
+import * as Y from 'yjs'
+import { decodeServerMessage } from '../protocol/messages.ts'
+import { BroadcastBatch } from '../server/rooms/broadcast-batch.ts'
+import { AdaptiveWindow, BUSY, SATURATED, fixedWindow, windowFor } from '../server/rooms/relay-window.ts'
+import { withDeadline } from './support/wait.ts'
+
+/** Keeps the event loop `share` busy (sync work in 20 ms slices) for `ms`. */
+const load = (share: number, ms: number): Promise<void> =>
+  new Promise((resolve) => {
+    const end = performance.now() + ms
+    const slice = (): void => {
+      const busyUntil = performance.now() + 20 * share
+      while (performance.now() < busyUntil) {}
+      if (performance.now() >= end) resolve()
+      else setTimeout(slice, 20 * (1 - share))
+    }
+    slice()
+  })
+
+const until = (what: string, check: () => boolean, ms = 5_000): Promise<void> =>
+  withDeadline(
+    what,
+    (async () => {
+      while (!check()) await new Promise((r) => setTimeout(r, 20))
+    })(),
+    ms,
+  )
+
+describe('the relay window', () => {
+  it('is 0 up to BUSY, grows to its maximum at SATURATED, and never passes it', () => {
+    expect(windowFor(0, 10)).toBe(0)
+    expect(windowFor(BUSY, 10)).toBe(0)
+    expect(windowFor((BUSY + SATURATED) / 2, 10)).toBe(5)
+    expect(windowFor(SATURATED, 10)).toBe(10)
+    expect(windowFor(1, 10)).toBe(10)
+  })
+
+  it('opens while the event loop is busy and closes once it is idle again', async () => {
+    const window = new AdaptiveWindow(10)
+    try {
+      expect(window.ms).toBe(0)
+      await load(0.95, 1_500)
+      expect(window.ms).toBeGreaterThan(0)
+      await until('the window to close', () => window.ms === 0)
+      expect(window.utilization).toBeLessThan(BUSY)
+    } finally {
+      window.close()
+    }
+  })
+
+  it('a batch relays each update at once with no window, and merges a busy burst under one', async () => {
+    const relay = (window: ReturnType<typeof fixedWindow>) => {
+      const frames: Uint8Array[] = []
+      const batch = new BroadcastBatch<string>(window, (frame) => frames.push(frame))
+      return { frames, batch }
+    }
+    const doc = new Y.Doc()
+    const updates: Uint8Array[] = []
+    doc.on('update', (u: Uint8Array) => updates.push(u))
+    for (let i = 0; i < 10; i++) doc.getText('t').insert(i, 'x')
+
+    const open = relay(fixedWindow(0))
+    const windowed = relay(fixedWindow(50))
+    for (const u of updates) {
+      open.batch.add(u, 'a', null)
+      windowed.batch.add(u, 'a', null)
+      // One turn per update, as keystrokes arrive.
+      await new Promise((r) => setImmediate(r))
+    }
+    await until('every update relayed', () => open.frames.length === 10)
+    // Under the window: the first at once, the other nine held and merged into one frame.
+    await until('the held updates relayed', () => windowed.frames.length === 2)
+    const merged = new Y.Doc()
+    for (const f of windowed.frames) {
+      const m = decodeServerMessage(f)
+      if (m.kind === 'update') Y.applyUpdate(merged, m.update)
+    }
+    expect(merged.getText('t').toString()).toBe('x'.repeat(10))
+  })
+})
