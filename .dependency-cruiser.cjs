@@ -10,6 +10,7 @@
  *   server/sync/      rooms, auth, store, protocol, leaves (never rest, cli)
  *   server/rest/      rooms, auth, store, protocol, leaves (never sync, cli)
  *   server/cluster/   rooms, auth, store, protocol, leaves (the distributed mode; never sync, rest, cli)
+ *   server/signal/    auth, sync (its socket), store, protocol, leaves (WebRTC signalling; never rooms, rest, cli)
  *   server/cli/       anything; nothing imports it
  * Leaves are the modules directly in server/ that no layer owns (limits, metrics, error-reply,
  * config-error, keyed-serial, token-bucket); the composition root (create-server.ts, engines.ts,
@@ -29,7 +30,7 @@ module.exports = {
     { name: 'no-circular', severity: 'error', from: {}, to: { circular: true } },
     { name: 'protocol-is-pure', severity: 'error', from: { path: '^protocol/' }, to: { path: '^(server|client|admin)/' } },
     { name: 'client-imports-protocol-only', severity: 'error', from: { path: '^(client|admin)/' }, to: { path: '^server/' } },
-    { name: 'leaves-import-no-layer', severity: 'error', from: { path: LEAVES }, to: { path: '^server/(sync|rooms|auth|store|rest|cli|cluster)/' } },
+    { name: 'leaves-import-no-layer', severity: 'error', from: { path: LEAVES }, to: { path: '^server/(sync|rooms|auth|store|rest|cli|cluster|signal)/' } },
     { name: 'nothing-imports-cli', severity: 'error', from: { pathNot: '^server/cli/' }, to: { path: '^server/cli/' } },
     layer('store', ['protocol']),
     layer('rooms', ['protocol', 'server/store']),
@@ -37,6 +38,7 @@ module.exports = {
     layer('sync', ['protocol', 'server/store', 'server/rooms', 'server/auth']),
     layer('rest', ['protocol', 'server/store', 'server/rooms', 'server/auth']),
     layer('cluster', ['protocol', 'server/store', 'server/rooms', 'server/auth']),
+    layer('signal', ['protocol', 'server/store', 'server/auth', 'server/sync']),
   ],
   options: {
     doNotFollow: { path: 'node_modules' },

@@ -12,9 +12,12 @@ import Fastify, { type FastifyInstance, type FastifyRequest, type FastifyServerO
 import { CloseCode } from '../protocol/errors.ts'
 import { AccessControl } from './auth/access-control.ts'
 import { builtInAuthenticate } from './auth/authenticator.ts'
+import type { LiveSession } from './auth/session.ts'
 import type { Connection, ConnectionContext } from './sync/connection.ts'
 import type { PeerSocket } from './sync/peer-socket.ts'
 import { AdaptiveWindow, fixedWindow } from './rooms/relay-window.ts'
+import { signalRoute } from './signal/signal-route.ts'
+import { Topics } from './signal/topics.ts'
 import { hocuspocusRoute } from './sync/hocuspocus-route.ts'
 import { ConnectionRateLimiter, syncRoute } from './sync/route.ts'
 import { LimitedWebSocket } from './sync/socket.ts'
@@ -116,8 +119,7 @@ async function build(app: FastifyInstance, options: ServerOptions, resolved: Res
     if (closing) await sendError(reply.header('connection', 'close'), 'unavailable', 'the server is shutting down; try again shortly')
   })
   const memory = new MemoryBudget(resolved.limits.maxLoadedMemoryBytes)
-  const relayWindow =
-    resolved.broadcastWindowMs === 'auto' ? new AdaptiveWindow(DEFAULTS.autoBroadcastWindowMaxMs) : fixedWindow(resolved.broadcastWindowMs)
+  const relayWindow = resolved.broadcastWindowMs === 'auto' ? new AdaptiveWindow(DEFAULTS.autoBroadcastWindowMaxMs) : fixedWindow(resolved.broadcastWindowMs)
   app.addHook('onClose', async () => relayWindow.close())
   const registry = new RoomRegistry(
     {
@@ -141,6 +143,14 @@ async function build(app: FastifyInstance, options: ServerOptions, resolved: Res
     resolved.limits.maxRooms,
   )
   const connections = new Set<Connection>()
+  /** Signalling subscriptions (server/signal): live sessions too, though no room is loaded for them. */
+  const signalSessions = new Set<LiveSession>()
+  const liveSessions: Iterable<LiveSession> = {
+    *[Symbol.iterator]() {
+      yield* connections
+      yield* signalSessions
+    },
+  }
   const verifier = new TokenVerifier({ secret: resolved.secret, ...options.jwt })
   // One queue per room for every change to its record: REST writes, deletion, creation on first join.
   const serial = new KeyedSerial()
@@ -149,7 +159,7 @@ async function build(app: FastifyInstance, options: ServerOptions, resolved: Res
     store,
     pending,
     authorize: options.authorize,
-    connections,
+    connections: liveSessions,
     log: app.log,
     serial,
     accessTokenRoomsPerPattern: resolved.limits.accessTokenRoomsPerPattern,
@@ -194,7 +204,7 @@ async function build(app: FastifyInstance, options: ServerOptions, resolved: Res
     pending.close()
     await engines.close()
   })
-  await engines.cluster?.start(access, registry, connections)
+  await engines.cluster?.start(access, registry, liveSessions)
 
   await app.register(restApi, {
     secret: resolved.secret,
@@ -226,4 +236,5 @@ async function build(app: FastifyInstance, options: ServerOptions, resolved: Res
   const syncDeps = { context, limits: resolved.limits, sockets, connectionRate, yWebsocketCompat: resolved.yWebsocketCompat }
   syncRoute(app, syncDeps)
   hocuspocusRoute(app, syncDeps)
+  signalRoute(app, { ...syncDeps, access, authenticate, metrics, log: app.log, topics: new Topics(), sessions: signalSessions })
 }

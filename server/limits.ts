@@ -97,6 +97,22 @@ export const LIMIT_DEFINITIONS = {
     bounds: 'documents (rooms) open at once on one Hocuspocus-protocol socket',
     pastIt: 'PermissionDenied for that document',
   },
+  signalMessageBytes: {
+    default: 64 * KiB,
+    min: 1 * KiB,
+    max: 8 * MiB,
+    unit: 'bytes',
+    bounds: 'one signalling message (`/v1/signal`; an offer with its candidates is a few KiB)',
+    pastIt: 'close 4413',
+  },
+  topicsPerSocket: {
+    default: 64,
+    min: 1,
+    max: 100_000,
+    unit: 'count',
+    bounds: 'signalling topics (rooms) one socket subscribes to',
+    pastIt: 'the subscription is ignored (`rate_limited` told to Tandem clients)',
+  },
   maxRooms: {
     default: 10_000,
     min: 1,

@@ -54,7 +54,7 @@ export interface ServerOptions {
   /**
    * A busy room relays document updates at most once per this many ms, merged into one frame (the
    * first update after a pause goes out at once). 0 relays at the end of every event-loop turn.
-   * Default `'auto'`: 0 while the event loop has slack, growing to 10 ms as it gets busy
+   * Default `'auto'`: 0 while the event loop has slack, 10 ms while it is busy
    * (server/rooms/relay-window.ts).
    */
   broadcastWindowMs?: number | 'auto'

@@ -21,7 +21,7 @@ export interface AccessControlDeps {
   /** Changes in effect that the store has not taken yet (shared with the authenticator and REST). */
   readonly pending: PendingAccess
   readonly authorize: Authorize | undefined
-  readonly connections: ReadonlySet<LiveSession>
+  readonly connections: Iterable<LiveSession>
   readonly log: FastifyBaseLogger
   /** Serialises changes to one room's record (shared with the REST routes). */
   readonly serial: KeyedSerial
@@ -37,7 +37,7 @@ export class AccessControl {
   readonly #pending: PendingAccess
   readonly #publisher: AccessPublisher | undefined
   readonly #authorize: Authorize | undefined
-  readonly #connections: ReadonlySet<LiveSession>
+  readonly #connections: Iterable<LiveSession>
   readonly #log: FastifyBaseLogger
   #epoch = 0
 

@@ -53,8 +53,8 @@ export interface Credentials {
   readonly roomId: string
   /** The presented token, or null when the client presented none. */
   readonly token: string | null
-  /** `tandem`: Tandem's auth message; `compat`: a stock y-websocket client (no auth message); `hocuspocus`: a Hocuspocus provider's Token message. */
-  readonly via: 'tandem' | 'compat' | 'hocuspocus'
+  /** `tandem`: Tandem's auth message; `compat`: a stock y-websocket client (no auth message); `hocuspocus`: a Hocuspocus provider's Token message; `signal`: a signalling socket's token, once per room it subscribes to. */
+  readonly via: 'tandem' | 'compat' | 'hocuspocus' | 'signal'
 }
 
 /** What the server knows of the request that opened the socket. */

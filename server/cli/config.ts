@@ -225,7 +225,9 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): Config {
     logLevel: parseLogLevel(text(SETTINGS.logLevel)),
     playground: bool(SETTINGS.playground),
     broadcastWindowMs:
-      text(SETTINGS.broadcastWindowMs) === 'auto' ? 'auto' : parseWindow(SETTINGS.broadcastWindowMs, text(SETTINGS.broadcastWindowMs), DEFAULTS.broadcastWindowMs, ' or auto'),
+      text(SETTINGS.broadcastWindowMs) === 'auto'
+        ? 'auto'
+        : parseWindow(SETTINGS.broadcastWindowMs, text(SETTINGS.broadcastWindowMs), DEFAULTS.broadcastWindowMs, ' or auto'),
     storeWindowMs: text(SETTINGS.storeWindowMs) === undefined ? null : parseWindow(SETTINGS.storeWindowMs, text(SETTINGS.storeWindowMs), 0),
     limits: parseLimits(text),
   }

@@ -50,7 +50,7 @@ export interface ClusterRuntime {
   /** Tells the other processes of this one's access changes (give it to AccessControl). */
   readonly publisher: AccessPublisher
   /** Wires the process's access control and rooms to the control stream, and starts reading. */
-  start(access: AccessControl, registry: RoomRegistry, connections: ReadonlySet<LiveSession>): Promise<void>
+  start(access: AccessControl, registry: RoomRegistry, connections: Iterable<LiveSession>): Promise<void>
   /** Whether each engine answers. */
   engines(): { redis: 'ok' | 'unreachable'; postgres: 'ok' | 'unreachable' }
   close(): Promise<void>

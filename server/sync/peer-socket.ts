@@ -78,8 +78,12 @@ export class PeerSocket {
   #sentSinceHeartbeat = false
   #missedPongs = 0
 
-  constructor(ws: WebSocket, limits: SocketLimits, metrics: Metrics, log: FastifyBaseLogger) {
+  /** Text frames (JSON signalling) instead of binary ones. */
+  readonly #text: boolean
+
+  constructor(ws: WebSocket, limits: SocketLimits, metrics: Metrics, log: FastifyBaseLogger, options: { text?: boolean } = {}) {
     this.#ws = ws
+    this.#text = options.text ?? false
     this.#framing = ws instanceof LimitedWebSocket ? ws : null
     this.#limits = limits
     this.#metrics = metrics
@@ -112,6 +116,20 @@ export class PeerSocket {
 
   send(frame: Uint8Array, shared?: SharedFrame): void {
     this.#write(frame, shared, WS_FRAME, frameBinary)
+  }
+
+  /** Sends one text frame (a text socket's message). */
+  sendText(text: string): void {
+    const ws = this.#ws
+    if (ws.readyState !== OPEN) return
+    if (ws.bufferedAmount > this.#limits.maxBufferedBytes) {
+      this.close(CloseCode.tryAgainLater, 'slow_reader')
+      return
+    }
+    ws.send(text)
+    this.#sentSinceHeartbeat = true
+    this.#metrics.messagesOut++
+    this.#metrics.bytesOut += text.length
   }
 
   /**
@@ -192,7 +210,9 @@ export class PeerSocket {
       if (!this.#messageBudget.take(1, now) || !this.#byteBudget.take(frame.length, now)) {
         throw new TandemError('rate_limited', 'too many messages or bytes; slow down and reconnect later')
       }
-      if (!isBinary) throw new TandemError('malformed_message', 'text frames are not part of the protocol')
+      if (isBinary === this.#text) {
+        throw new TandemError('malformed_message', this.#text ? 'the signalling protocol is text frames of JSON' : 'text frames are not part of the protocol')
+      }
       events.frame(frame)
     } catch (err) {
       events.refuse(err instanceof TandemError ? err : new TandemError('server_error', 'message handling failed', { cause: err }))
