@@ -23,6 +23,7 @@ import {
 } from '../protocol/messages.ts'
 import { type Permission, canWrite, canWritePresence, fromPermissionBits } from '../protocol/permissions.ts'
 import { CrossTab } from './cross-tab.ts'
+import { type MeshPeer, PeerMesh } from './peer-mesh.ts'
 import { type AuthOption, type Clock, TokenSource } from './token-source.ts'
 import { UnsavedChanges } from './unsaved.ts'
 
@@ -87,6 +88,22 @@ export interface TandemProviderOptions {
    * fresh. Tests pass a clock they move by hand, so a backoff or a 30 s silence takes no real time.
    */
   readonly scheduler?: Scheduler
+  /**
+   * Also join a WebRTC mesh with the room's other Tandem peers (client/peer-mesh.ts): edits and
+   * presence reach them directly, gated by the permissions the server vouches for; the server stays
+   * the one that stores and acknowledges. `true`, or options (Node needs `RTCPeerConnection`, from
+   * `@roamhq/wrtc`). Default off.
+   */
+  readonly peers?: boolean | PeerOptions
+}
+
+export interface PeerOptions {
+  /** STUN/TURN servers (default none: host candidates only, peers on one network). */
+  readonly iceServers?: readonly RTCIceServer[]
+  /** Default `globalThis.RTCPeerConnection` (browsers). */
+  readonly RTCPeerConnection?: typeof RTCPeerConnection
+  /** Default the server's `/v1/signal`. */
+  readonly signalUrl?: string
 }
 
 export interface ProviderEvents {
@@ -97,6 +114,8 @@ export interface ProviderEvents {
   revoked: (event: { code: ErrorCode; reason: string }) => void
   saved: (event: { unsavedChanges: number }) => void
   error: (error: TandemError) => void
+  /** The mesh's open links changed (with `peers`). */
+  peers: (event: { peers: MeshPeer[] }) => void
 }
 
 /** A socket that received nothing for this long is dead (the server sends at least every 15 s). */
@@ -106,6 +125,8 @@ const BACKOFF_BASE_MS = 100
 const READ_ONLY_NOTICE_MS = 1_000
 /** Origin of updates applied from another tab. */
 const CROSS_TAB = { crossTab: true }
+/** Origin of updates and presence applied from a mesh peer (never sent on: the peer sent its own). */
+const MESH = { mesh: true }
 
 export class TandemProvider extends ObservableV2<ProviderEvents> {
   readonly doc: Y.Doc
@@ -139,6 +160,8 @@ export class TandemProvider extends ObservableV2<ProviderEvents> {
   #socketAuthenticated = false
   /** When the app was last told that a local edit was not sent (read-only). */
   #readOnlyNoticeAt = -Infinity
+  readonly #peerOptions: PeerOptions | null
+  #mesh: PeerMesh | null = null
 
   constructor(options: TandemProviderOptions) {
     super()
@@ -153,6 +176,7 @@ export class TandemProvider extends ObservableV2<ProviderEvents> {
     this.#WebSocket = WebSocketImpl
     this.#maxBackoffMs = options.maxBackoffMs ?? 10_000
     this.#crossTabEnabled = (options.crossTab ?? true) && CrossTab.supported()
+    this.#peerOptions = options.peers === true ? {} : options.peers === false || options.peers === undefined ? null : options.peers
     this.doc.on('update', this.#onDocUpdate)
     this.awareness?.on('update', this.#onAwarenessUpdate)
     if (options.connect ?? true) this.connect()
@@ -163,6 +187,11 @@ export class TandemProvider extends ObservableV2<ProviderEvents> {
     return !canWrite(this.#permissions)
   }
 
+  /** The WebRTC mesh while connected with `peers` (its `peers`, and what it refused, by code). */
+  get mesh(): PeerMesh | null {
+    return this.#mesh
+  }
+
   /** Local changes not yet acknowledged as stored by the server. */
   get unsavedChanges(): number {
     return this.#unsaved.count
@@ -171,6 +200,7 @@ export class TandemProvider extends ObservableV2<ProviderEvents> {
   connect(): void {
     this.#shouldConnect = true
     if (this.#socket === null && this.#reconnectTimer === null) void this.#open()
+    if (this.#peerOptions !== null && this.#mesh === null) this.#openMesh(this.#peerOptions)
   }
 
   /** Closes the socket and stops reconnecting; `connect()` resumes. */
@@ -179,6 +209,31 @@ export class TandemProvider extends ObservableV2<ProviderEvents> {
     if (this.#reconnectTimer !== null) this.#scheduler.clearTimeout(this.#reconnectTimer)
     this.#reconnectTimer = null
     this.#socket?.close(CloseCode.normal)
+    this.#mesh?.close()
+    this.#mesh = null
+  }
+
+  #openMesh(options: PeerOptions): void {
+    const RTC = options.RTCPeerConnection ?? globalThis.RTCPeerConnection
+    if (RTC === undefined) {
+      this.#fail(new TandemError('server_error', 'no RTCPeerConnection: pass peers.RTCPeerConnection (Node: from "@roamhq/wrtc")'))
+      return
+    }
+    const mesh = new PeerMesh({
+      signalUrl: options.signalUrl ?? `${this.#url}/v1/signal`,
+      room: this.room,
+      doc: this.doc,
+      awareness: this.awareness,
+      token: () => this.#tokens.get(false),
+      WebSocket: this.#WebSocket,
+      RTCPeerConnection: RTC,
+      iceServers: options.iceServers ?? [],
+      origin: MESH,
+      onError: (error) => this.emit('error', [error]),
+      onPeers: (peers) => this.emit('peers', [{ peers }]),
+    })
+    this.#mesh = mesh
+    mesh.start().catch((err: unknown) => this.#fail(err instanceof TandemError ? err : new TandemError('unauthorized', String(err))))
   }
 
   /** Re-runs authentication with a fresh token, without reconnecting. */
@@ -383,8 +438,10 @@ export class TandemProvider extends ObservableV2<ProviderEvents> {
   }
 
   #onDocUpdate = (update: Uint8Array, origin: unknown): void => {
-    if (origin === this) return
+    if (origin === this || origin === MESH) return
     if (origin !== CROSS_TAB) this.#crossTab?.publish(update)
+    // Straight to the mesh's peers too, when the server lets this session write there.
+    if (this.#mesh?.canWrite === true) this.#mesh.send(encodeFrame(writeUpdate, update))
     this.#unsaved.local()
     if (this.self === null) return // not connected: sent once a session may write
     if (canWrite(this.#permissions)) {
@@ -404,9 +461,12 @@ export class TandemProvider extends ObservableV2<ProviderEvents> {
   }
 
   #onAwarenessUpdate = (change: { added: number[]; updated: number[]; removed: number[] }, origin: unknown): void => {
-    if (origin === this || this.awareness === null) return
+    if (origin === this || origin === MESH || this.awareness === null) return
     // Only this client's own state: re-sending others' would be refused as spoofing.
     const own = [...change.added, ...change.updated, ...change.removed].includes(this.doc.clientID)
+    if (own && origin !== MESH && this.#mesh?.canWritePresence === true) {
+      this.#mesh.send(encodeFrame(writeAwareness, encodeAwarenessUpdate(this.awareness, [this.doc.clientID])))
+    }
     if (own && this.self !== null && canWritePresence(this.#permissions) && this.#isOpen()) {
       this.#send(encodeFrame(writeAwareness, encodeAwarenessUpdate(this.awareness, [this.doc.clientID])))
     }

@@ -10,9 +10,11 @@
  *
  * Measured on bench 05 (10 rooms x 50 clients, this 2-core VM): a fixed 10 ms window cuts CPU per
  * edit from 227 to 133 µs at 3,200 edits/s and from 156 to 71 at 6,400, for a p99 of 12 to 14 ms
- * instead of 7; at 1,600/s, where the process is 45 % busy without it, it gains nothing and raises
+ * instead of 7; at 1,600/s, where the process is 45 % busy without it, it gains little and raises
  * p99 from 5 to 12 ms. A window that grew smoothly with the utilization stayed small where it
- * mattered (the saving lowers the utilization that sized it) and saved nothing at 3,200/s.
+ * mattered (the saving lowers the utilization that sized it) and saved nothing at 3,200/s. With
+ * these thresholds the window stays shut at 1,600/s (45 % busy) and, once open at 3,200/s, stays
+ * open (53 % busy with it).
  *
  * The window is read per batch (a field), never computed per write.
  */
@@ -22,7 +24,7 @@ import { type EventLoopUtilization, performance } from 'node:perf_hooks'
 /** Smoothed utilization over which the window opens. */
 export const OPEN = 0.6
 /** Smoothed utilization under which an open window closes. */
-export const CLOSE = 0.3
+export const CLOSE = 0.4
 const SAMPLE_MS = 100
 /** Weight of the newest sample (about a half-second memory). */
 const SMOOTHING = 0.3
