@@ -103,7 +103,8 @@ export class PeerMesh {
       try {
         message = decodeSignalServerMessage(String(event.data))
       } catch {
-        return this.#options.onError(new TandemError('malformed_message', 'the signalling server sent what is not JSON'))
+        this.#options.onError(new TandemError('malformed_message', 'the signalling server sent what is not JSON'))
+        return
       }
       if (message !== null) void this.#receive(message)
     }
@@ -279,21 +280,28 @@ export class PeerMesh {
           if (this.canWrite) link.channel?.send(encodeFrame(writeSyncStep2, Y.encodeStateAsUpdate(this.#options.doc, payload)) as Uint8Array<ArrayBuffer>)
           return
         }
-        if (!canWrite(link.permissions)) return this.#refuse('read_only', `${describe(link)} may not write: its update was not applied`)
+        if (!canWrite(link.permissions)) {
+          this.#refuse('read_only', `${describe(link)} may not write: its update was not applied`)
+          return
+        }
         Y.applyUpdate(this.#options.doc, payload, this.#options.origin)
         return
       }
       if (type === MessageType.awareness) {
         const awareness = this.#options.awareness
         if (awareness === null) return
-        if (!canWritePresence(link.permissions)) return this.#refuse('presence_forbidden', `${describe(link)} may not show presence`)
+        if (!canWritePresence(link.permissions)) {
+          this.#refuse('presence_forbidden', `${describe(link)} may not show presence`)
+          return
+        }
         const update = decoding.readVarUint8Array(decoder)
         // A peer speaks only for the awareness clients it owns (the first it used, up to a few).
         const entries = readAwarenessUpdate(update)
         for (const { clientID } of entries) {
           const ownedElsewhere = clientID === this.#options.doc.clientID || [...this.#links.values()].some((l) => l !== link && l.owned.has(clientID))
           if (ownedElsewhere || (!link.owned.has(clientID) && link.owned.size >= MAX_OWNED_CLIENTS)) {
-            return this.#refuse('presence_forbidden', `${describe(link)} sent presence for a client it does not own`)
+            this.#refuse('presence_forbidden', `${describe(link)} sent presence for a client it does not own`)
+            return
           }
           link.owned.add(clientID)
         }

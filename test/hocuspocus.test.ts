@@ -317,7 +317,13 @@ describe('the Hocuspocus endpoint refuses what a provider never sends', () => {
   it.each([
     ['a frame that does not decode', Uint8Array.of(0xff, 0xff, 0xff)],
     ['an unknown type', frame('notes', (e) => encoding.writeVarUint(e, 42))],
-    ['a server-only SyncStatus', frame('notes', (e) => (encoding.writeVarUint(e, HocuspocusMessageType.syncStatus), encoding.writeVarUint(e, 1)))],
+    [
+      'a server-only SyncStatus',
+      frame('notes', (e) => {
+        encoding.writeVarUint(e, HocuspocusMessageType.syncStatus)
+        encoding.writeVarUint(e, 1)
+      }),
+    ],
     ['trailing bytes', Uint8Array.from([...awarenessQuery('notes'), 0])],
   ])('%s closes the socket with 4400, nothing applied', async (_what, bad) => {
     const server = await startWithRooms(['notes'])

@@ -133,9 +133,13 @@ class SignalSocket implements SignalPeer {
   /** Decides whether the socket may hold `topic`, and subscribes or re-decides it. */
   async #subscribe(topic: string): Promise<void> {
     const existing = this.#subscriptions.get(topic)
-    if (existing === undefined && !isValidRoomId(topic)) return this.#refuse(topic, 'malformed_message', 'not a room id')
+    if (existing === undefined && !isValidRoomId(topic)) {
+      this.#refuse(topic, 'malformed_message', 'not a room id')
+      return
+    }
     if (existing === undefined && this.#subscriptions.size >= this.#ctx.limits.topicsPerSocket) {
-      return this.#refuse(topic, 'rate_limited', `more than ${this.#ctx.limits.topicsPerSocket} topics on one socket`)
+      this.#refuse(topic, 'rate_limited', `more than ${this.#ctx.limits.topicsPerSocket} topics on one socket`)
+      return
     }
     let session: Session
     try {
