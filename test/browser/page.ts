@@ -2,7 +2,8 @@
  * The browser test's page script (bundled by test/browser.test.ts with esbuild for the browser):
  * a Y.Doc bound to a Tandem room through TandemProvider, and a <textarea> bound to its Y.Text
  * naively (every input replaces the whole text; every remote change rewrites the textarea).
- * Reads `room`, `url` and `token` from the query string; exposes `window.tandem`.
+ * Reads `room`, `url` and `token` from the query string (and `signal`, a signalling URL, to join
+ * the room's WebRTC mesh with `peers`); exposes `window.tandem`.
  */
 
 import * as Y from 'yjs'
@@ -23,7 +24,14 @@ const required = (name: string): string => {
 
 const doc = new Y.Doc()
 const text = doc.getText('text')
-const provider = new TandemProvider({ url: required('url'), room: required('room'), doc, auth: required('token') })
+const signal = params.get('signal')
+const provider = new TandemProvider({
+  url: required('url'),
+  room: required('room'),
+  doc,
+  auth: required('token'),
+  ...(signal !== null && { peers: { signalUrl: signal }, crossTab: false }),
+})
 
 const area = document.querySelector('textarea')!
 const status = document.querySelector('#status')!
