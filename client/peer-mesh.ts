@@ -106,7 +106,17 @@ export class PeerMesh {
         this.#options.onError(new TandemError('malformed_message', 'the signalling server sent what is not JSON'))
         return
       }
-      if (message !== null) void this.#receive(message)
+      if (message !== null) {
+        this.#receive(message).catch((err: unknown) => {
+          // A link's setup failed (a description or candidate its connection refused, or it closed
+          // meanwhile): that link goes; a link already gone needs no word.
+          const from = message.type === 'publish' ? message.tandem.connectionId : null
+          if (from !== null && this.#links.has(from)) {
+            this.#drop(from)
+            this.#refuse('malformed_message', `the link to peer ${from} failed: ${(err as Error).message}`)
+          }
+        })
+      }
     }
     socket.onclose = () => {
       if (this.#ping !== null) clearInterval(this.#ping)
@@ -117,7 +127,7 @@ export class PeerMesh {
 
   /** Sends a frame to every linked peer (the provider decides what this session may send). */
   send(frame: Uint8Array): void {
-    for (const link of this.#links.values()) if (link.channel?.readyState === 'open') link.channel.send(frame as Uint8Array<ArrayBuffer>)
+    for (const link of this.#links.values()) sendOn(link.channel, frame)
   }
 
   /** Whether the server lets this session write, as it last said for the mesh. */
@@ -257,10 +267,10 @@ export class PeerMesh {
     link.channel = channel
     channel.binaryType = 'arraybuffer'
     channel.onopen = () => {
-      channel.send(encodeFrame(writeSyncStep1, Y.encodeStateVector(this.#options.doc)) as Uint8Array<ArrayBuffer>)
+      sendOn(channel, encodeFrame(writeSyncStep1, Y.encodeStateVector(this.#options.doc)))
       const awareness = this.#options.awareness
       if (awareness !== null && this.canWritePresence && awareness.getLocalState() !== null) {
-        channel.send(encodeFrame(writeAwareness, encodeAwarenessUpdate(awareness, [this.#options.doc.clientID])) as Uint8Array<ArrayBuffer>)
+        sendOn(channel, encodeFrame(writeAwareness, encodeAwarenessUpdate(awareness, [this.#options.doc.clientID])))
       }
       this.#options.onPeers(this.peers)
     }
@@ -277,7 +287,7 @@ export class PeerMesh {
         const payload = decoding.readVarUint8Array(decoder)
         if (syncType === SyncType.step1) {
           // Readers receive over the mesh, never send.
-          if (this.canWrite) link.channel?.send(encodeFrame(writeSyncStep2, Y.encodeStateAsUpdate(this.#options.doc, payload)) as Uint8Array<ArrayBuffer>)
+          if (this.canWrite) sendOn(link.channel, encodeFrame(writeSyncStep2, Y.encodeStateAsUpdate(this.#options.doc, payload)))
           return
         }
         if (!canWrite(link.permissions)) {
@@ -335,6 +345,16 @@ export class PeerMesh {
       if (gone.length > 0) removeAwarenessStates(awareness, gone, this.#options.origin)
     }
     this.#options.onPeers(this.peers)
+  }
+}
+
+/** Sends on a channel that is open; one closing meanwhile (its peer left) takes nothing. */
+const sendOn = (channel: RTCDataChannel | null, frame: Uint8Array): void => {
+  if (channel?.readyState !== 'open') return
+  try {
+    channel.send(frame as Uint8Array<ArrayBuffer>)
+  } catch {
+    // Closed between the check and the send: the link is being dropped.
   }
 }
 

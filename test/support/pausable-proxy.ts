@@ -23,7 +23,8 @@ export async function startPausableProxy(target: number): Promise<PausableProxy>
     else to.write(chunk)
   }
   const server = createServer((client) => {
-    const upstream = connect(target, '127.0.0.1')
+    const upstream = connect({ port: target, host: '127.0.0.1', noDelay: true })
+    client.setNoDelay(true)
     const pair: [Socket, Socket] = [client, upstream]
     pairs.add(pair)
     for (const socket of pair) {
