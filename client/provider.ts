@@ -203,12 +203,16 @@ export class TandemProvider extends ObservableV2<ProviderEvents> {
     if (this.#peerOptions !== null && this.#mesh === null) this.#openMesh(this.#peerOptions)
   }
 
-  /** Closes the socket and stops reconnecting; `connect()` resumes. */
-  disconnect(): void {
+  /**
+   * Closes the socket and stops reconnecting; `connect()` resumes. With `keepPeers`, the mesh
+   * stays: edits go on flowing peer to peer, unsaved until the server path is back.
+   */
+  disconnect(options: { keepPeers?: boolean } = {}): void {
     this.#shouldConnect = false
     if (this.#reconnectTimer !== null) this.#scheduler.clearTimeout(this.#reconnectTimer)
     this.#reconnectTimer = null
     this.#socket?.close(CloseCode.normal)
+    if (options.keepPeers === true) return
     this.#mesh?.close()
     this.#mesh = null
   }

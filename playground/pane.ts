@@ -2,7 +2,9 @@
  * One user's editor pane: its own Y.Doc, Awareness and TandemProvider (no cross-tab channel: the
  * three panes share one page, and only the server may carry edits between them), a CodeMirror 6
  * editor bound with y-codemirror.next, and a header that shows what the server decided: status,
- * write access, unsaved changes, the last error or why the session was revoked.
+ * write access, unsaved changes, the last error or why the session was revoked. With `peers`, the
+ * provider also joins the room's WebRTC mesh, and a switch cuts the pane's server path (the mesh
+ * stays) so edits can be seen flowing peer to peer, unsaved until the path is back.
  */
 
 import { Compartment, EditorState } from '@codemirror/state'
@@ -42,13 +44,29 @@ export class Pane {
   readonly #error = el('div', 'error')
   readonly #rejoin = el('button', '', 'Rejoin')
   readonly #editable = new Compartment()
+  readonly #serverPath = el('input')
+  readonly #peers: boolean
   #readOnly = true
 
-  constructor(user: PaneUser, parent: HTMLElement) {
+  constructor(user: PaneUser, parent: HTMLElement, options: { peers?: boolean } = {}) {
     this.user = user
+    this.#peers = options.peers ?? false
     this.element.dataset.user = user.id
     const header = el('header')
     header.append(el('b', '', user.id.charAt(0).toUpperCase() + user.id.slice(1)), el('span', 'role', user.role))
+    if (this.#peers) {
+      this.#serverPath.type = 'checkbox'
+      this.#serverPath.name = 'server-path'
+      this.#serverPath.checked = true
+      this.#serverPath.addEventListener('change', () => {
+        if (this.#serverPath.checked) this.provider?.connect()
+        else this.provider?.disconnect({ keepPeers: true })
+        this.render()
+      })
+      const label = el('label', 'server-path', ' server path')
+      label.prepend(this.#serverPath)
+      header.append(label)
+    }
     const editor = el('div', 'editor')
     this.#rejoin.name = 'rejoin'
     this.#rejoin.hidden = true
@@ -83,6 +101,7 @@ export class Pane {
       doc: this.doc,
       awareness: this.awareness,
       crossTab: false,
+      peers: this.#peers,
       // The first token comes with the session; later ones (expiry, rejoin) are minted afresh.
       auth: async () => {
         const token = first ?? (await api<{ token: string }>('token', { user: this.user.id })).token
@@ -91,7 +110,7 @@ export class Pane {
       },
     })
     this.provider = provider
-    for (const event of ['status', 'synced', 'access-changed', 'saved'] as const) provider.on(event, () => this.render())
+    for (const event of ['status', 'synced', 'access-changed', 'saved', 'peers'] as const) provider.on(event, () => this.render())
     provider.on('authenticated', () => {
       this.revoked = null
       this.lastError = null
@@ -117,7 +136,7 @@ export class Pane {
   render(): void {
     const p = this.provider
     const readOnly = p?.readOnly ?? true
-    const stopped = p !== null && p.status === 'disconnected' && (this.revoked !== null || this.lastError !== null)
+    const stopped = p !== null && p.status === 'disconnected' && (this.revoked !== null || this.lastError !== null) && this.#serverPath.checked !== false
     this.element.dataset.status = p?.status ?? 'joining'
     this.element.dataset.readonly = String(readOnly)
     this.element.dataset.revoked = String(this.revoked !== null)
@@ -133,6 +152,7 @@ export class Pane {
       badge(readOnly ? 'read-only' : 'can write', readOnly ? 'warn' : 'ok'),
       ...(permissions === '' ? [] : [badge(permissions, '')]),
       badge(`unsaved ${p?.unsavedChanges ?? 0}`, p !== null && p.unsavedChanges > 0 ? 'warn' : ''),
+      ...(this.#peers ? [badge(`mesh ${p?.mesh?.peers.length ?? 0}`, (p?.mesh?.peers.length ?? 0) > 0 ? 'ok' : '')] : []),
       ...(this.revoked === null ? [] : [badge('revoked', 'bad')]),
     )
     this.#error.textContent = this.revoked ?? this.lastError ?? ''

@@ -27,8 +27,7 @@ beforeAll(async () => {
   server = await startServer({ authenticate: undefined })
   proxy = await startPausableProxy(server.port)
   await createRoom(server, { id: ROOM, defaultAccesses: [], usersAccesses: { ann: ['room:write'], bob: ['room:write'] } })
-  // Host candidates as they are (not hidden behind mDNS names, which nothing resolves here).
-  browser = await launchChromium({ args: ['--disable-features=WebRtcHideLocalIpsWithMdns'] })
+  browser = await launchChromium()
 })
 
 afterAll(async () => {

@@ -117,3 +117,27 @@ it('a page opens a room as a writer and two readers; the admin panel downgrades 
   expect(pageErrors).toEqual([])
   await context.close()
 }, 40_000)
+
+it('with ?peers=1 the panes are on a WebRTC mesh: with Ada’s server path cut, her typing still reaches the readers', async () => {
+  const context = await browser!.newContext({ viewport: { width: 1280, height: 700 } })
+  const page = await context.newPage()
+  page.on('pageerror', (err) => pageErrors.push(err.message))
+  await page.goto(`${server.httpUrl}/playground?room=playground-mesh&peers=1`)
+  await page.waitForFunction(
+    () => ['ada', 'bob', 'cyd'].every((u) => window.playground?.panes[u]?.provider?.synced && (window.playground.panes[u]!.provider!.mesh?.peers.length ?? 0) === 2),
+    null,
+    { timeout: 20_000 },
+  )
+  await page.uncheck(`${pane('ada')} input[name="server-path"]`)
+  await page.waitForFunction(() => window.playground.panes.ada!.provider!.status === 'disconnected', null, WAIT)
+  await page.click(`${pane('ada')} .cm-content`)
+  await page.keyboard.type('Peer to peer')
+  await Promise.all([textIs(page, 'bob', 'Peer to peer'), textIs(page, 'cyd', 'Peer to peer')])
+  expect(await page.evaluate(() => window.playground.panes.ada!.provider!.unsavedChanges)).toBeGreaterThan(0)
+  await shot(page, 'playground-3-mesh')
+
+  await page.check(`${pane('ada')} input[name="server-path"]`)
+  await page.waitForFunction(() => window.playground.panes.ada!.provider!.unsavedChanges === 0, null, WAIT)
+  expect(pageErrors).toEqual([])
+  await context.close()
+}, 40_000)

@@ -13,8 +13,18 @@ import { type Browser, type LaunchOptions, chromium } from 'playwright-core'
 
 const SYSTEM_CHROMIUM = ['/usr/bin/chromium', '/usr/bin/chromium-browser']
 
-/** Flags every launch takes: root in a container needs no sandbox; the machine's network is closed. */
-const COMMON_ARGS = ['--no-sandbox', '--disable-background-networking', '--disable-gpu', '--no-first-run', '--disable-component-update']
+/**
+ * Flags every launch takes: root in a container needs no sandbox; the machine's network is closed;
+ * WebRTC host candidates as they are (not hidden behind mDNS names, which nothing resolves here).
+ */
+const COMMON_ARGS = [
+  '--no-sandbox',
+  '--disable-background-networking',
+  '--disable-gpu',
+  '--no-first-run',
+  '--disable-component-update',
+  '--disable-features=WebRtcHideLocalIpsWithMdns',
+]
 
 export interface ChromiumBinary {
   readonly executablePath: string
