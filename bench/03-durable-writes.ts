@@ -13,6 +13,7 @@
  */
 
 import { encodeFrame, writeAuth, writeUpdate } from '../protocol/messages.ts'
+import { LIMIT_DEFINITIONS } from '../server/limits.ts'
 import { openLevelStore } from '../server/store/level-store.ts'
 import { startServer } from '../test/support/server.ts'
 import { round } from './support/stats.ts'
@@ -24,7 +25,13 @@ import { type BenchOptions, type Result, type Scenario, check, compared } from '
 const SCENARIO = '03-durable-writes'
 const CLIENTS = 8
 const WINDOW = 32
-const UNLIMITED = { messagesPerSecond: 1e9, messageBurst: 1e9, bytesPerSecond: 1e12, byteBurst: 1e12 }
+/** The widest budgets the server takes: the clients here must never be rate limited. */
+const UNLIMITED = {
+  messagesPerSecond: LIMIT_DEFINITIONS.messagesPerSecond.max,
+  messageBurst: LIMIT_DEFINITIONS.messageBurst.max,
+  bytesPerSecond: LIMIT_DEFINITIONS.bytesPerSecond.max,
+  byteBurst: LIMIT_DEFINITIONS.byteBurst.max,
+}
 
 async function run(syncWrites: boolean, traces: Trace[]): Promise<number> {
   const dataDir = tempDir('durable')

@@ -124,7 +124,10 @@ it('with ?peers=1 the panes are on a WebRTC mesh: with Ada’s server path cut, 
   page.on('pageerror', (err) => pageErrors.push(err.message))
   await page.goto(`${server.httpUrl}/playground?room=playground-mesh&peers=1`)
   await page.waitForFunction(
-    () => ['ada', 'bob', 'cyd'].every((u) => window.playground?.panes[u]?.provider?.synced && (window.playground.panes[u]!.provider!.mesh?.peers.length ?? 0) === 2),
+    () =>
+      ['ada', 'bob', 'cyd'].every(
+        (u) => window.playground?.panes[u]?.provider?.synced && (window.playground.panes[u]!.provider!.mesh?.peers.length ?? 0) === 2,
+      ),
     null,
     { timeout: 20_000 },
   )
