@@ -136,7 +136,8 @@ export class Pane {
   render(): void {
     const p = this.provider
     const readOnly = p?.readOnly ?? true
-    const stopped = p !== null && p.status === 'disconnected' && (this.revoked !== null || this.lastError !== null) && (!this.#peers || this.#serverPath.checked)
+    const stopped =
+      p !== null && p.status === 'disconnected' && (this.revoked !== null || this.lastError !== null) && (!this.#peers || this.#serverPath.checked)
     this.element.dataset.status = p?.status ?? 'joining'
     this.element.dataset.readonly = String(readOnly)
     this.element.dataset.revoked = String(this.revoked !== null)

@@ -1,2 +1,0 @@
-import { limitsTable } from '../server/limits.ts'
-console.log(limitsTable())
