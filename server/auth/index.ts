@@ -10,7 +10,7 @@ export { AccessControl, type AccessControlDeps } from './access-control.ts'
 export { resolvePermissions, type Identity, type RoomAccesses } from './acl.ts'
 export { builtInAuthenticate, type AuthenticatorDeps } from './authenticator.ts'
 export { PendingAccess } from './pending-access.ts'
-export { isRefusal } from './session.ts'
+export { isRefusal, sessionOf } from './session.ts'
 export type {
   Actor,
   Authenticate,

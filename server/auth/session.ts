@@ -74,6 +74,15 @@ export type SessionGrant = {
   readonly expiresAt?: number | null
 } & ({ readonly identity: Identity; readonly permissions?: undefined } | { readonly permissions: PermissionBits; readonly identity?: undefined })
 
+/** The session a grant makes for connection `connectionId`, before its permissions in a room are decided. */
+export const sessionOf = (grant: SessionGrant, connectionId: string): Omit<Session, 'permissions'> => ({
+  connectionId,
+  actor: grant.actor,
+  info: grant.info ?? null,
+  expiresAt: grant.expiresAt ?? null,
+  identity: grant.identity ?? { kind: 'fixed', permissions: grant.permissions },
+})
+
 export interface Refusal {
   readonly refused: Extract<ErrorCode, 'unauthorized' | 'token_expired' | 'forbidden' | 'revoked' | 'room_not_found'>
   readonly reason: string

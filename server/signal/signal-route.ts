@@ -15,7 +15,7 @@ import { isValidRoomId } from '../../protocol/ids.ts'
 import { canRead } from '../../protocol/permissions.ts'
 import { type SignalClientMessage, decodeSignalMessage, encodeSignalMessage } from '../../protocol/signal.ts'
 import type { AccessControl } from '../auth/access-control.ts'
-import { type Authenticate, type ConnectionRequest, type LiveSession, type Session, isRefusal } from '../auth/session.ts'
+import { type Authenticate, type ConnectionRequest, type LiveSession, type Session, isRefusal, sessionOf } from '../auth/session.ts'
 import type { Limits } from '../limits.ts'
 import type { Metrics } from '../metrics.ts'
 import { PeerSocket } from '../sync/peer-socket.ts'
@@ -162,13 +162,7 @@ class SignalSocket implements SignalPeer {
       const epoch = access.epoch
       const grant = await authenticate({ roomId: topic, token: this.#token, via: 'signal' }, this.#request)
       if (isRefusal(grant)) throw new TandemError(grant.refused, grant.reason)
-      const base = {
-        connectionId: this.id,
-        actor: grant.actor,
-        info: grant.info ?? null,
-        expiresAt: grant.expiresAt ?? null,
-        identity: grant.identity ?? { kind: 'fixed' as const, permissions: grant.permissions },
-      }
+      const base = sessionOf(grant, this.id)
       if (base.expiresAt !== null && base.expiresAt <= Date.now()) throw new TandemError('token_expired', 'the token has expired')
       const permissions = await access.evaluate(topic, base)
       if (!canRead(permissions)) throw new TandemError('forbidden', 'no access to this room')

@@ -22,7 +22,16 @@ import { CloseCode, type ErrorCode, TandemError, toTandemError } from '../../pro
 import { type ClientMessage, encodeFrame, writeSyncStep1 } from '../../protocol/messages.ts'
 import { type PermissionBits, canRead, canWrite, canWritePresence } from '../../protocol/permissions.ts'
 import type { AccessControl } from '../auth/access-control.ts'
-import { type Actor, type Authenticate, type ConnectionRequest, type Credentials, type LiveSession, type Session, isRefusal } from '../auth/session.ts'
+import {
+  type Actor,
+  type Authenticate,
+  type ConnectionRequest,
+  type Credentials,
+  type LiveSession,
+  type Session,
+  isRefusal,
+  sessionOf,
+} from '../auth/session.ts'
 import type { Limits } from '../limits.ts'
 import type { Metrics } from '../metrics.ts'
 import type { SharedFrame } from '../rooms/fanout.ts'
@@ -238,13 +247,7 @@ export class Connection implements RoomMember, LiveSession {
   async #establish(credentials: Credentials): Promise<Session> {
     const grant = await this.#ctx.authenticate(credentials, this.#request)
     if (isRefusal(grant)) throw new TandemError(grant.refused, grant.reason)
-    const base = {
-      connectionId: this.id,
-      actor: grant.actor,
-      info: grant.info ?? null,
-      expiresAt: grant.expiresAt ?? null,
-      identity: grant.identity ?? { kind: 'fixed' as const, permissions: grant.permissions },
-    }
+    const base = sessionOf(grant, this.id)
     const permissions = await this.#ctx.access.evaluate(this.roomId, base, { join: true })
     if (!canRead(permissions)) throw new TandemError('forbidden', 'no access to this room')
     if (base.expiresAt !== null && base.expiresAt <= Date.now()) throw new TandemError('token_expired', 'the token has expired')
