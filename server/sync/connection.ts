@@ -71,7 +71,8 @@ export class Connection implements RoomMember, LiveSession {
   readonly #transport: Transport
   readonly #request: ConnectionRequest
   readonly #ctx: ConnectionContext
-  readonly log: FastifyBaseLogger
+  /** Made on first use: most connections never log, and a child logger costs heap per connection. */
+  #log: FastifyBaseLogger | null = null
 
   #state: State = 'waiting'
   #protocol: ClientProtocol | null = null
@@ -83,7 +84,8 @@ export class Connection implements RoomMember, LiveSession {
   #expiryTimer: NodeJS.Timeout | null = null
   #reauthAttempt = 0
   #saved = 0
-  readonly #noticeAt = new Map<ErrorCode, number>()
+  /** When each notice code was last told (made on the first notice: most connections get none). */
+  #noticeAt: Map<ErrorCode, number> | null = null
   /** Whether the free first sync answer (the join's) was given (dispatch.ts). */
   answeredSync = false
 
@@ -92,13 +94,17 @@ export class Connection implements RoomMember, LiveSession {
     this.roomId = roomId
     this.#request = request
     this.#ctx = ctx
-    this.log = ctx.log.child({ connectionId: this.id, roomId })
     ctx.connections.add(this)
     ctx.metrics.connections.set(ctx.connections.size)
     this.#authTimer = setTimeout(
       () => this.#fail(new TandemError('unauthorized', 'no authentication in time'), CloseCode.authTimeout),
       ctx.limits.authTimeoutMs,
     )
+  }
+
+  get log(): FastifyBaseLogger {
+    this.#log ??= this.#ctx.log.child({ connectionId: this.id, roomId: this.roomId })
+    return this.#log
   }
 
   get session(): Session | null {
@@ -179,9 +185,10 @@ export class Connection implements RoomMember, LiveSession {
   /** Tells the client about a refused message, at most once a second per code; the session stays. */
   notice(code: ErrorCode, message: string): void {
     const now = Date.now()
-    if (now - (this.#noticeAt.get(code) ?? 0) < NOTICE_INTERVAL_MS) return
+    if (now - (this.#noticeAt?.get(code) ?? 0) < NOTICE_INTERVAL_MS) return
     const frames = this.#protocol?.notice(code, message)
     if (frames == null) return
+    this.#noticeAt ??= new Map()
     this.#noticeAt.set(code, now)
     this.#tell(frames)
   }
@@ -345,7 +352,7 @@ export class Connection implements RoomMember, LiveSession {
         this.end(new TandemError('token_expired', 'the token has expired'))
         return
       }
-      this.#noticeAt.delete('token_expired')
+      this.#noticeAt?.delete('token_expired')
       this.notice('token_expired', 'the token has expired: send a fresh one')
       this.#expiryTimer = setTimeout(
         () => this.end(new TandemError('token_expired', 'the token expired and no fresh one arrived')),
