@@ -18,7 +18,8 @@
  * per incoming edit over the ramp's steps up to the highest rate every server held (the same
  * offered load for each), Tandem / peer, beside the load generator's own CPU.
  *
- * BENCH_PEERS=tandem runs Tandem alone; BENCH_CPU_PROF=<dir> writes its V8 CPU profile there.
+ * BENCH_PEERS=tandem runs Tandem alone; BENCH_FLAVORS=<name>,<name> runs the servers named;
+ * BENCH_CPU_PROF=<dir> writes Tandem's V8 CPU profile there.
  */
 
 import { execFileSync } from 'node:child_process'
@@ -355,7 +356,14 @@ export const scenario: Scenario = {
       const seconds = quick ? 1 : 1.5
       // BENCH_PEERS=tandem measures Tandem alone (for profiling with BENCH_CPU_PROF): no ratios then.
       // Quick runs leave out the windowed Tandem (CI runs them only so the harness never rots).
-      const flavors = process.env.BENCH_PEERS === 'tandem' ? FLAVORS.filter((f) => f.name === 'tandem') : FLAVORS.filter((f) => !quick || f.name !== WINDOWED)
+      // BENCH_FLAVORS=a,b picks servers by name (A/B runs of Tandem's settings, say).
+      const picked = process.env.BENCH_FLAVORS?.split(',')
+      const flavors =
+        process.env.BENCH_PEERS === 'tandem'
+          ? FLAVORS.filter((f) => f.name === 'tandem')
+          : picked !== undefined
+            ? FLAVORS.filter((f) => picked.includes(f.name))
+            : FLAVORS.filter((f) => !quick || f.name !== WINDOWED)
       const subjects = flavors.filter((f) => f.name.startsWith('tandem'))
       const others = flavors.filter((f) => !subjects.includes(f))
       const out: Result[] = []

@@ -36,7 +36,7 @@ export type SignalClientMessage =
 export type SignalServerMessage =
   | ({ readonly type: 'publish'; readonly topic: string; readonly clients: number; readonly tandem: SignalSender } & Readonly<Record<string, unknown>>)
   | { readonly type: 'pong' }
-  | { readonly type: 'tandem:authenticated'; readonly connectionId: string; readonly userId: string | null }
+  | { readonly type: 'tandem:authenticated'; readonly connectionId: string }
   /** The session may use the topic, with these permissions (sent again when they change). */
   | { readonly type: 'tandem:subscribed'; readonly topic: string; readonly permissions: readonly Permission[] }
   /** Another session's permissions in the topic changed; none: it left or lost access. */

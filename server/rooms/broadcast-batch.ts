@@ -5,8 +5,8 @@
  * one relays at most once per `windowMs` (a leading-edge throttle): the first write after a pause
  * goes out at once, later ones wait at most the window and share one frame per receiver, so the
  * cost of a fan-out (a socket write per receiver) is paid per window, not per keystroke. The window
- * is the process's (relay-window.ts: by default it opens only while the event loop is busy), read
- * once per batch.
+ * is the process's (relay-window.ts: by default it opens only while the event loop is busy, and
+ * only for rooms with many receivers), read once per batch.
  */
 
 import * as Y from 'yjs'
@@ -27,8 +27,12 @@ export class BroadcastBatch<O> {
   /** When the last batch was relayed (performance.now(); read once per batch, not per write). */
   #lastFlush = -Infinity
 
-  constructor(window: RelayWindow, relay: (frame: Uint8Array, origin: O | null) => void) {
+  /** How many receive a relay (the room's fan-out), which the window may depend on. */
+  readonly #receivers: () => number
+
+  constructor(window: RelayWindow, relay: (frame: Uint8Array, origin: O | null) => void, receivers: () => number = () => 0) {
     this.#window = window
+    this.#receivers = receivers
     this.#relay = relay
   }
 
@@ -47,7 +51,7 @@ export class BroadcastBatch<O> {
     this.#clearTimer()
     const updates = this.#updates
     if (updates.length === 0) return
-    if (this.#window.ms > 0) this.#lastFlush = performance.now()
+    if (this.#window.ms(this.#receivers()) > 0) this.#lastFlush = performance.now()
     const origin = this.#origin
     const received = this.#frame
     this.#updates = []
@@ -66,7 +70,7 @@ export class BroadcastBatch<O> {
 
   /** The first write of a batch: relay it at the end of this turn, or when the window is over. */
   #schedule(): void {
-    const windowMs = this.#window.ms
+    const windowMs = this.#window.ms(this.#receivers())
     const wait = windowMs > 0 ? this.#lastFlush + windowMs - performance.now() : 0
     if (wait > 0) {
       const timer = setTimeout(() => this.flush(), wait)

@@ -16,5 +16,5 @@ export { validateStateVector, validateUpdate, ItemRef, type UpdateSummary } from
 export { estimateIntegration, type IntegrationEstimate } from './integration-cost.ts'
 export { MemoryBudget, STRUCT_HEAP_BYTES } from './memory-budget.ts'
 export { docToJson } from './doc-json.ts'
-export { AdaptiveWindow, fixedWindow, windowOpen, type RelayWindow } from './relay-window.ts'
+export { AdaptiveWindow, MIN_HELD_RECEIVERS, fixedWindow, windowOpen, type RelayWindow } from './relay-window.ts'
 export { MAX_MERGE, mergeInChunks } from './merge.ts'

@@ -146,7 +146,11 @@ export class Room {
       },
     })
     // A batch from one writer skips that writer; a mixed batch goes to all (Yjs ignores echoes).
-    this.#broadcast = new BroadcastBatch<Writer>(deps.relayWindow, (frame, origin) => this.#channel.broadcast(frame, origin))
+    this.#broadcast = new BroadcastBatch<Writer>(
+      deps.relayWindow,
+      (frame, origin) => this.#channel.broadcast(frame, origin),
+      () => this.#channel.size,
+    )
     // A compaction's snapshot is the whole document: the estimates become exact again.
     this.#log = new RoomLog(id, doc, stored, deps, (snapshotBytes) => {
       this.#bytes = snapshotBytes

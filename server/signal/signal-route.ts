@@ -84,7 +84,7 @@ class SignalSocket implements SignalPeer {
       if (message.type === 'auth') {
         this.#speaksTandem = true
         this.#token = message.token
-        this.sendText(encodeSignalMessage({ type: 'tandem:authenticated', connectionId: this.id, userId: null }))
+        this.sendText(encodeSignalMessage({ type: 'tandem:authenticated', connectionId: this.id }))
         return
       }
     }
