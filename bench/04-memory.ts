@@ -11,6 +11,9 @@
  */
 
 import { fileURLToPath } from 'node:url'
+import v8 from 'node:v8'
+import { runInNewContext } from 'node:vm'
+import * as Y from 'yjs'
 import { encodeFrame, writeAuth, writeUpdate } from '../protocol/messages.ts'
 import { round } from './support/stats.ts'
 import { type Child, createOpenRoom, removeDir, spawnTandem, tempDir } from './support/tandem.ts'
@@ -19,6 +22,34 @@ import { documentOfSize } from './support/workload.ts'
 import { type BenchOptions, type Result, type Scenario, check, compared } from './types.ts'
 
 const SCENARIO = '04-memory'
+/**
+ * The heap of `count` bare Y.Docs holding `update`, per doc, in this process (the same Yjs): what a
+ * room's document costs by itself, so that what a room costs beyond it can be told.
+ */
+async function bareDocHeap(update: Uint8Array, count: number): Promise<number> {
+  v8.setFlagsFromString('--expose_gc')
+  const gc = runInNewContext('gc') as () => void
+  const settled = async (): Promise<number> => {
+    await new Promise((resolve) => setTimeout(resolve, 50))
+    gc()
+    gc()
+    return process.memoryUsage().heapUsed
+  }
+  const before = await settled()
+  const docs: Y.Doc[] = []
+  for (let i = 0; i < count; i++) {
+    const doc = new Y.Doc()
+    Y.applyUpdate(doc, update)
+    docs.push(doc)
+  }
+  const after = await settled()
+  check(
+    docs.every((d) => d.getText('text').length >= 0),
+    'bare docs built',
+  )
+  return (after - before) / count
+}
+
 const PRELOAD = fileURLToPath(new URL('./support/gc-preload.ts', import.meta.url))
 
 interface Mem {
@@ -102,6 +133,8 @@ export const scenario: Scenario = {
       const smallRoom = (m2.heap - m1.heap) / rooms - perConnHeap
       const largeRoom = (m3.heap - m2.heap) / rooms - perConnHeap
       const kb = (x: number): number => round(x / 1024)
+      const docAlone = await bareDocHeap(small.update, 200)
+      const overhead = smallRoom - docAlone
       return [
         {
           scenario: SCENARIO,
@@ -132,6 +165,15 @@ export const scenario: Scenario = {
           kb(smallRoom),
         ),
         { scenario: SCENARIO, metric: 'idle room heap per doc KB (large)', value: round(largeRoom / large.update.length), unit: 'heap B / doc B' },
+        {
+          scenario: SCENARIO,
+          metric: `idle room overhead beyond its document (${kb(small.update.length)} KB doc)`,
+          value: kb(overhead),
+          unit: 'KB',
+          target: '< 16 KB',
+          met: overhead < 16 * 1024,
+          note: `room ${kb(smallRoom)} KB, the same document alone ${kb(docAlone)} KB (bare Y.Docs in the bench's process)`,
+        },
       ]
     } finally {
       await Promise.all(all.map((c) => c.close()))
