@@ -121,10 +121,11 @@ Each option may instead be set by the environment variable in brackets; a flag w
   --redis-wait-replicas <n>  Redis replicas a write must reach before it is acknowledged
                           [TANDEM_REDIS_WAIT_REPLICAS] (default 0)
   --log-level <level>     ${LOG_LEVELS.join(', ')} [TANDEM_LOG_LEVEL] (default info)
-  --broadcast-window-ms <n>  a busy room relays document updates at most once per n ms, merged
-                          into one frame per receiver (the first after a pause goes at once);
-                          less CPU per edit in busy rooms for up to n ms of added latency, 0 to
-                          1000 [TANDEM_BROADCAST_WINDOW_MS] (default 0: at the end of each turn)
+  --broadcast-window-ms <n|auto>  a busy room relays document updates at most once per n ms,
+                          merged into one frame per receiver (the first after a pause goes at
+                          once); less CPU per edit in busy rooms for up to n ms of added latency,
+                          0 to 1000, or auto [TANDEM_BROADCAST_WINDOW_MS] (default auto: 10 ms for
+                          rooms of 16+ receivers while the event loop is busy, else every turn)
   --store-window-ms <n>   a busy room stores (and acknowledges) writes at most once per n ms, in
                           one record (the first after a pause at once); relaying is not delayed,
                           0 to 1000 [TANDEM_STORE_WINDOW_MS] (default ${DEFAULTS.storeWindowMs}; with
