@@ -3,8 +3,9 @@
  * `@roamhq/wrtc`) on one room of a Tandem CLI in a child process: the latency of an edit from one
  * to the other through the server (no mesh) and over the mesh alone (the server path stalled by a
  * pausable proxy: a lower bound, both on one machine); the server's CPU per edit with and without
- * the mesh (every writer still sends its own edits to the server); and the server's CPU per join of
- * the mesh (signalling: auth, subscribe, announce, offer, answer, candidates).
+ * the mesh (every writer still sends its own edits to the server); the server's CPU per join of
+ * the mesh (signalling: auth, subscribe, announce, offer, answer, candidates); and how long a
+ * downgrade through REST takes to reach the other peer's link (target: under 100 ms).
  */
 
 import wrtc from '@roamhq/wrtc'
@@ -132,6 +133,24 @@ export const scenario: Scenario = {
       })()
       proxy.resume()
       await waitFor('the mesh-only edits stored', () => meshed.a.unsavedChanges === 0, 20_000)
+      // A downgrade through REST reaching the other peer's link (target: within 100 ms): the room's
+      // default access lowered to read, repeatedly, timed from the REST answer to the link's change.
+      const downgrades: number[] = []
+      for (let i = 0; i < (quick ? 3 : 20); i++) {
+        for (const access of [['room:read'], ['room:write']] as const) {
+          const writes = access[0] === 'room:write'
+          const changed = (): boolean => meshed.a.mesh?.peers[0]?.permissions.includes('room:write') === writes
+          const res = await fetch(`${http}/v1/rooms/bench-peers-mesh`, {
+            method: 'POST',
+            headers: { authorization: `Bearer ${BENCH_SECRET}`, 'content-type': 'application/json' },
+            body: JSON.stringify({ defaultAccesses: access }),
+          })
+          check(res.ok, 'the ACL change is accepted')
+          const t0 = performance.now()
+          await waitFor('the link to change', changed, 5_000)
+          if (!writes) downgrades.push(performance.now() - t0)
+        }
+      }
       meshed.destroy()
 
       // Per join: pairs joining rooms made beforehand, with and without linking over the mesh; the
@@ -188,6 +207,14 @@ export const scenario: Scenario = {
           'joining without it',
           round(joinWithout),
         ),
+        {
+          scenario: SCENARIO,
+          metric: 'a REST downgrade reaching the peer link, p99',
+          value: p(downgrades, 0.99),
+          unit: 'ms',
+          ...(!quick && { target: 'value < 100', met: quantile(downgrades, 0.99) < 100 }),
+          note: `${downgrades.length} downgrades, from the REST answer; polled every 5 ms`,
+        },
       ]
     } finally {
       await proxy.close()
