@@ -28,7 +28,7 @@ import { MemoryBudget } from '../server/rooms/memory-budget.ts'
 import { Room, type RoomDeps } from '../server/rooms/room.ts'
 import { type OpenSession, dispatch } from '../server/sync/dispatch.ts'
 import { settle } from './support/fake-clock.ts'
-import { MemoryStore } from './support/memory-store.ts'
+import { ScriptedStore } from './support/scripted-store.ts'
 import { contentOf, randomEdit, seedsFromEnv } from './support/random.ts'
 import { fixedWindow } from '../server/rooms/relay-window.ts'
 
@@ -113,7 +113,7 @@ interface Stats {
 /** One seeded run; returns what it converged to and what the workload did. */
 const run = async (seed: number): Promise<{ content: string; stats: Stats }> => {
   const gen = prng.create(seed)
-  const store = new MemoryStore()
+  const store = new ScriptedStore()
   const metrics = new Metrics()
   const deps: RoomDeps = {
     store,

@@ -14,7 +14,7 @@ import { Metrics } from '../server/metrics.ts'
 import { MAX_MERGE } from '../server/rooms/merge.ts'
 import { RoomLog, type Writer } from '../server/rooms/room-log.ts'
 import { FakeClock, settle } from './support/fake-clock.ts'
-import { MemoryStore } from './support/memory-store.ts'
+import { ScriptedStore } from './support/scripted-store.ts'
 
 const ROOM = 'room'
 
@@ -73,11 +73,11 @@ interface SetupOptions {
   storeWindowMs?: number
   compactAfterRecords?: number
   stored?: { firstSeq: number; lastSeq: number }
-  store?: MemoryStore
+  store?: ScriptedStore
 }
 
 const setup = (options: SetupOptions = {}) => {
-  const store = options.store ?? new MemoryStore()
+  const store = options.store ?? new ScriptedStore()
   const clock = new FakeClock()
   const metrics = new Metrics()
   const { log, errors } = recordingLogger()
@@ -601,7 +601,7 @@ describe('compaction of a long log', () => {
   })
 
   it('a log loaded long is compacted at once', async () => {
-    const store = new MemoryStore()
+    const store = new ScriptedStore()
     const source = new Y.Doc()
     for (let seq = 0; seq < 4; seq++) {
       const before = Y.encodeStateVector(source)

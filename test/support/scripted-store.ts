@@ -1,5 +1,6 @@
 /**
- * An in-memory DocumentStore for unit tests of rooms and their logs: it keeps records as the
+ * A scripted in-memory DocumentStore for unit tests of rooms and their logs (not the product's
+ * MemoryStore, server/store/memory-store.ts): it keeps records as the
  * contract says (append adds, compact replaces a range with one record), records every call, and
  * can be told to fail appends or to hold each append until the test releases it.
  */
@@ -26,7 +27,7 @@ export interface CompactCall {
 /** The error a failing append or compaction rejects with. */
 export const storeDown = (): Error => new Error('store down (test)')
 
-export class MemoryStore implements DocumentStore {
+export class ScriptedStore implements DocumentStore {
   readonly #rooms = new Map<string, Map<number, Uint8Array>>()
   readonly appends: AppendCall[] = []
   readonly compacts: CompactCall[] = []
