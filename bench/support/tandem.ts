@@ -34,6 +34,10 @@ export async function spawnServer(args: string[], listening: RegExp, options: { 
   const pin = options.cpu !== undefined && existsSync('/usr/bin/taskset')
   const [cmd, argv] = pin ? ['taskset', ['-c', String(options.cpu), process.execPath, ...args]] : [process.execPath, args]
   const child = spawn(cmd as string, argv as string[], { cwd: ROOT, env: { ...process.env, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] })
+  // A bench that dies (an uncaught error) takes its servers with it: no orphan keeps a port or CI busy.
+  const orphaned = (): void => void child.kill('SIGKILL')
+  process.once('exit', orphaned)
+  child.once('exit', () => process.off('exit', orphaned))
   let out = ''
   let err = ''
   const port = await new Promise<number>((resolve, reject) => {
