@@ -94,7 +94,7 @@ export const LIMIT_DEFINITIONS = {
     min: 1,
     max: 100_000,
     unit: 'count',
-    bounds: 'documents (rooms) open at once on one Hocuspocus-protocol socket',
+    bounds: 'documents (rooms) open at once on one Hocuspocus-protocol socket, and opened per minute after a first burst of as many',
     pastIt: 'PermissionDenied for that document',
   },
   signalMessageBytes: {

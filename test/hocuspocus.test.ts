@@ -350,6 +350,21 @@ describe('the Hocuspocus endpoint refuses what a provider never sends', () => {
     expect(client.ws.readyState).toBe(WebSocket.OPEN)
   })
 
+  it('a document refused and sent again in a loop is refused as a flood, the socket kept', async () => {
+    const server = await startWithRooms(['notes'], { limits: { documentsPerSocket: 3 } })
+    const client = await raw(server)
+    const token = await idToken({ userId: 'stranger' })
+    // Each time refused, sent again (a Token while the first is being decided is dropped).
+    for (let i = 1; i <= 6; i++) {
+      client.ws.send(tokenFrame('notes', token))
+      await poll(`answer ${i}`, () => (client.denied.get('notes')?.length ?? 0) === i)
+    }
+    const reasons = client.denied.get('notes')!
+    expect(reasons.slice(0, 3).every((r) => r.startsWith('forbidden:'))).toBe(true)
+    expect(reasons.slice(3).every((r) => r.startsWith('rate_limited:'))).toBe(true)
+    expect(client.ws.readyState).toBe(WebSocket.OPEN)
+  })
+
   it('the queue before authentication is bounded per document', async () => {
     const server = await startWithRooms(['notes'], { limits: { preAuthMaxMessages: 5 } })
     const client = await raw(server)

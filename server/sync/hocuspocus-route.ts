@@ -14,6 +14,7 @@ import { addressed, encodeAddress, decodeHocuspocusFrame, writeHocuspocusPermiss
 import { isValidRoomId } from '../../protocol/ids.ts'
 import { encodeFrame } from '../../protocol/messages.ts'
 import type { SharedFrame } from '../rooms/fanout.ts'
+import { TokenBucket } from '../token-bucket.ts'
 import { Connection } from './connection.ts'
 import { hocuspocusProtocol } from './hocuspocus-protocol.ts'
 import { KEEPALIVE_FRAME } from './keepalive.ts'
@@ -59,6 +60,9 @@ export function hocuspocusRoute(app: FastifyInstance, deps: SyncRouteDeps): void
     const requestInfo = { ip: request.ip, headers: request.headers }
     /** The socket's documents, by address. */
     const documents = new Map<string, Connection>()
+    // Opening a document costs an authentication: a socket may open `documentsPerSocket` at once,
+    // then that many a minute (a refused document re-sent in a loop is a flood, not a retry).
+    const opens = new TokenBucket(limits.documentsPerSocket / 60, limits.documentsPerSocket, Date.now())
     sockets.add(socket)
     // A socket that never opens a document is closed, as a connection that never authenticates is.
     let opened = false
@@ -79,6 +83,10 @@ export function hocuspocusRoute(app: FastifyInstance, deps: SyncRouteDeps): void
       }
       if (documents.size >= limits.documentsPerSocket) {
         deny(address, new TandemError('rate_limited', `more than ${limits.documentsPerSocket} documents on one socket`))
+        return
+      }
+      if (!opens.take(1, Date.now())) {
+        deny(address, new TandemError('rate_limited', `more than ${limits.documentsPerSocket} documents opened a minute on one socket; slow down`))
         return
       }
       opened = true
