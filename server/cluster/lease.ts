@@ -8,6 +8,7 @@
  */
 
 import type pg from 'pg'
+import { inTransaction } from '../store/pg-transaction.ts'
 
 const LEASE_SECONDS = 30
 
@@ -44,18 +45,10 @@ export class Leases {
   }
 
   static async migrate(pool: pg.Pool): Promise<void> {
-    const client = await pool.connect()
-    try {
-      await client.query('BEGIN')
+    await inTransaction(pool, async (client) => {
       await client.query("SELECT pg_advisory_xact_lock(hashtext('tandem-schema'))")
       await client.query(SCHEMA)
-      await client.query('COMMIT')
-    } catch (err) {
-      await client.query('ROLLBACK').catch(() => undefined)
-      throw err
-    } finally {
-      client.release()
-    }
+    })
   }
 
   /** The room's lease for this process (renewed if it holds it), or null when another holds it. */
@@ -94,9 +87,7 @@ export class Leases {
     snapshot: Uint8Array,
     history: readonly { entry: string; index: number; write: unknown }[],
   ): Promise<void> {
-    const client = await this.#pool.connect()
-    try {
-      await client.query('BEGIN')
+    await inTransaction(this.#pool, async (client) => {
       const { rows } = await client.query<{ holder: string; epoch: string; live: boolean }>(
         'SELECT holder, epoch, expires_at > now() AS live FROM tandem_leases WHERE room_id = $1 FOR UPDATE',
         [roomId],
@@ -120,13 +111,7 @@ export class Leases {
          WHERE (tandem_checkpoints.stream_ms, tandem_checkpoints.stream_seq) < (EXCLUDED.stream_ms, EXCLUDED.stream_seq)`,
         [roomId, ms, seq, Buffer.from(snapshot.buffer, snapshot.byteOffset, snapshot.byteLength), lease.epoch],
       )
-      await client.query('COMMIT')
-    } catch (err) {
-      await client.query('ROLLBACK').catch(() => undefined)
-      throw err
-    } finally {
-      client.release()
-    }
+    })
   }
 
   /** The room is deleted: its checkpoint and lease go. */

@@ -11,6 +11,7 @@
 
 import pg from 'pg'
 import { ConfigError } from '../config-error.ts'
+import { inTransaction } from './pg-transaction.ts'
 import type { ListRoomsOptions, RoomRecord, Store, StoredDocument, WriteRecord } from './types.ts'
 
 /** The schema this code reads and writes; a database holding another is refused. */
@@ -46,9 +47,7 @@ export async function openPostgresStore(connectionString: string, options: Postg
 
 /** Creates the schema inside one transaction, serialised across processes by an advisory lock. */
 export async function migrate(pool: pg.Pool): Promise<void> {
-  const client = await pool.connect()
-  try {
-    await client.query('BEGIN')
+  await inTransaction(pool, async (client) => {
     await client.query("SELECT pg_advisory_xact_lock(hashtext('tandem-schema'))")
     await client.query(SCHEMA)
     const { rows } = await client.query<{ value: string }>("SELECT value FROM tandem_meta WHERE key = 'schema_version'")
@@ -56,13 +55,7 @@ export async function migrate(pool: pg.Pool): Promise<void> {
     else if (rows[0]!.value !== String(POSTGRES_SCHEMA_VERSION)) {
       throw new ConfigError('databaseUrl', `the database holds Tandem schema version ${rows[0]!.value}, this server reads version ${POSTGRES_SCHEMA_VERSION}`)
     }
-    await client.query('COMMIT')
-  } catch (err) {
-    await client.query('ROLLBACK').catch(() => undefined)
-    throw err
-  } finally {
-    client.release()
-  }
+  })
 }
 
 interface PendingAppend {
@@ -281,24 +274,12 @@ export class PostgresStore implements Store {
 
   async #transaction(run: (client: pg.PoolClient) => Promise<void>): Promise<void> {
     if (this.#closed) throw new Error('the PostgreSQL store is closed')
-    let client: pg.PoolClient
     try {
-      client = await this.#pool.connect()
-    } catch (err) {
-      this.#health = 'read_only'
-      throw err
-    }
-    try {
-      await client.query('BEGIN')
-      await run(client)
-      await client.query('COMMIT')
+      await inTransaction(this.#pool, run)
       this.#health = 'ok'
     } catch (err) {
       this.#health = 'read_only'
-      await client.query('ROLLBACK').catch(() => undefined)
       throw err
-    } finally {
-      client.release()
     }
   }
 }
