@@ -10,9 +10,9 @@
 
 import { mkdirSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
-import type { Browser, BrowserContext, Page } from 'playwright-core'
+import type { Page } from 'playwright-core'
 import { afterAll, beforeAll, expect, it } from 'vitest'
-import { type PageServer, launchChromium, servePage } from './support/browser.ts'
+import { pageHarness } from './support/browser.ts'
 import { createRoom, idToken } from './support/access.ts'
 import { type TestServer, startServer } from './support/server.ts'
 
@@ -20,37 +20,22 @@ const ARTIFACTS = fileURLToPath(new URL('./artifacts/', import.meta.url))
 const ROOM = 'browser-room'
 
 let server: TestServer
-let pages: PageServer | undefined
-let pagesUrl: string
-let browser: Browser | null = null
-const contexts: BrowserContext[] = []
-const pageErrors: string[] = []
+const pages = pageHarness(new URL('./browser/page.ts', import.meta.url), new URL('./browser/index.html', import.meta.url))
 
 beforeAll(async () => {
-  pages = await servePage(new URL('./browser/page.ts', import.meta.url), new URL('./browser/index.html', import.meta.url))
-  pagesUrl = pages.url
-
   server = await startServer({ authenticate: undefined })
   await createRoom(server, { id: ROOM, defaultAccesses: [], usersAccesses: { ann: ['room:write'], bob: ['room:write'], rita: ['room:read'] } })
   mkdirSync(ARTIFACTS, { recursive: true })
-  browser = await launchChromium()
 })
 
 afterAll(async () => {
-  for (const context of contexts) await context.close()
-  await browser?.close()
   await server?.destroy()
-  await pages?.close()
 })
 
 /** A page in its own browser context (its own BroadcastChannel scope), bound to the room as `userId`. */
 const openPage = async (userId: string): Promise<Page> => {
-  const context = await browser!.newContext({ viewport: { width: 560, height: 220 } })
-  contexts.push(context)
-  const page = await context.newPage()
-  page.on('pageerror', (err) => pageErrors.push(`${userId}: ${err.message}`))
-  const query = new URLSearchParams({ room: ROOM, url: `ws://127.0.0.1:${server.port}`, token: await idToken({ userId }) })
-  await page.goto(`${pagesUrl}?${query}`)
+  const query = { room: ROOM, url: `ws://127.0.0.1:${server.port}`, token: await idToken({ userId }) }
+  const page = await pages.open(userId, query, { width: 560, height: 220 })
   await page.waitForFunction(() => window.tandem?.provider.status === 'connected' && window.tandem.provider.synced, null, { timeout: 10_000 })
   return page
 }
@@ -92,5 +77,5 @@ it('two writer pages see each other’s typing through the server; a reader page
   expect(await page1.evaluate(() => window.tandem.text.toString())).toBe('hello from page 1, and page 2!')
 
   await Promise.all([shot(page1, 'browser-writer-ann'), shot(page2, 'browser-writer-bob'), shot(page3, 'browser-reader-rita')])
-  expect(pageErrors).toEqual([])
+  expect(pages.errors).toEqual([])
 }, 30_000)

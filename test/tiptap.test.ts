@@ -8,10 +8,10 @@
 
 import { mkdirSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
-import type { Browser, BrowserContext, Page } from 'playwright-core'
+import type { Page } from 'playwright-core'
 import { afterAll, beforeAll, expect, it } from 'vitest'
 import { createRoom, idToken, rest, updateRoom } from './support/access.ts'
-import { type PageServer, launchChromium, servePage } from './support/browser.ts'
+import { pageHarness } from './support/browser.ts'
 import { hocuspocusUrl } from './support/hocuspocus.ts'
 import { type TestServer, startServer } from './support/server.ts'
 
@@ -19,33 +19,21 @@ const ARTIFACTS = fileURLToPath(new URL('./artifacts/', import.meta.url))
 const ROOM = 'tiptap-room'
 
 let server: TestServer
-let pages: PageServer | undefined
-let browser: Browser | null = null
-const contexts: BrowserContext[] = []
-const pageErrors: string[] = []
+const pages = pageHarness(new URL('./browser/tiptap-page.ts', import.meta.url), new URL('./browser/tiptap.html', import.meta.url))
 
 beforeAll(async () => {
-  pages = await servePage(new URL('./browser/tiptap-page.ts', import.meta.url), new URL('./browser/tiptap.html', import.meta.url))
   server = await startServer({ authenticate: undefined })
   await createRoom(server, { id: ROOM, defaultAccesses: [], usersAccesses: { ann: ['room:write'], bob: ['room:write'], rita: ['room:read'] } })
   mkdirSync(ARTIFACTS, { recursive: true })
-  browser = await launchChromium()
 })
 
 afterAll(async () => {
-  for (const context of contexts) await context.close()
-  await browser?.close()
   await server?.destroy()
-  await pages?.close()
 })
 
 const openEditor = async (userId: string, name: string, scope: 'read-write' | 'readonly'): Promise<Page> => {
-  const context = await browser!.newContext({ viewport: { width: 560, height: 240 } })
-  contexts.push(context)
-  const page = await context.newPage()
-  page.on('pageerror', (err) => pageErrors.push(`${userId}: ${err.message}`))
-  const query = new URLSearchParams({ room: ROOM, url: hocuspocusUrl(server), token: await idToken({ userId }), name })
-  await page.goto(`${pages!.url}?${query}`)
+  const query = { room: ROOM, url: hocuspocusUrl(server), token: await idToken({ userId }), name }
+  const page = await pages.open(userId, query, { width: 560, height: 240 })
   await page.waitForFunction((want) => window.tiptap?.scope === want && window.tiptap.provider.isSynced, scope, { timeout: 10_000 })
   return page
 }
@@ -100,5 +88,5 @@ it('two TipTap editors type into each other; a reader cannot edit; a revocation 
   expect(JSON.stringify(doc.body)).not.toContain('rita')
 
   await Promise.all([shot(ann, 'tiptap-writer-ann'), shot(bob, 'tiptap-revoked-bob'), shot(rita, 'tiptap-reader-rita')])
-  expect(pageErrors).toEqual([])
+  expect(pages.errors).toEqual([])
 }, 60_000)

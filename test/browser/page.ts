@@ -8,6 +8,7 @@
 
 import * as Y from 'yjs'
 import { TandemProvider } from '../../client/provider.ts'
+import { optional, required } from './query.ts'
 
 declare global {
   interface Window {
@@ -15,16 +16,9 @@ declare global {
   }
 }
 
-const params = new URLSearchParams(location.search)
-const required = (name: string): string => {
-  const value = params.get(name)
-  if (value === null || value === '') throw new Error(`missing ?${name}=`)
-  return value
-}
-
 const doc = new Y.Doc()
 const text = doc.getText('text')
-const signal = params.get('signal')
+const signal = optional('signal')
 const provider = new TandemProvider({
   url: required('url'),
   room: required('room'),

@@ -13,18 +13,12 @@ import Collaboration from '@tiptap/extension-collaboration'
 import CollaborationCaret from '@tiptap/extension-collaboration-caret'
 import StarterKit from '@tiptap/starter-kit'
 import * as Y from 'yjs'
+import { required } from './query.ts'
 
 declare global {
   interface Window {
     tiptap: { editor: Editor; provider: HocuspocusProvider; doc: Y.Doc; scope: string | null; refusals: string[]; notices: string[] }
   }
-}
-
-const params = new URLSearchParams(location.search)
-const required = (name: string): string => {
-  const value = params.get(name)
-  if (value === null || value === '') throw new Error(`missing ?${name}=`)
-  return value
 }
 
 const doc = new Y.Doc()

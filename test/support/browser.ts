@@ -9,7 +9,8 @@ import { existsSync, readFileSync } from 'node:fs'
 import { createServer as createHttpServer } from 'node:http'
 import { fileURLToPath } from 'node:url'
 import { build } from 'esbuild'
-import { type Browser, type LaunchOptions, chromium } from 'playwright-core'
+import { type Browser, type BrowserContext, type LaunchOptions, type Page, chromium } from 'playwright-core'
+import { afterAll, beforeAll } from 'vitest'
 
 const SYSTEM_CHROMIUM = ['/usr/bin/chromium', '/usr/bin/chromium-browser']
 
@@ -88,4 +89,42 @@ export async function servePage(entry: URL, html: URL): Promise<PageServer> {
   const address = server.address()
   const port = typeof address === 'object' && address !== null ? address.port : 0
   return { url: `http://127.0.0.1:${port}/`, close: () => new Promise<void>((resolve) => server.close(() => resolve())) }
+}
+
+export interface PageHarness {
+  /** Page errors of every page opened, each prefixed by its label. */
+  readonly errors: string[]
+  /** Opens the page at `?query` in a browser context of its own (its own storage and BroadcastChannel). */
+  open(label: string, query: Record<string, string>, viewport?: { width: number; height: number }): Promise<Page>
+}
+
+/**
+ * One test page and a Chromium for a whole test file (its hooks registered here): the page served
+ * by `servePage`, each `open` in a context of its own, everything closed after the file.
+ */
+export function pageHarness(entry: URL, html: URL): PageHarness {
+  let pages: PageServer | undefined
+  let browser: Browser | undefined
+  const contexts: BrowserContext[] = []
+  const errors: string[] = []
+  beforeAll(async () => {
+    pages = await servePage(entry, html)
+    browser = await launchChromium()
+  })
+  afterAll(async () => {
+    for (const context of contexts) await context.close()
+    await browser?.close()
+    await pages?.close()
+  })
+  return {
+    errors,
+    async open(label, query, viewport) {
+      const context = await browser!.newContext(viewport === undefined ? {} : { viewport })
+      contexts.push(context)
+      const page = await context.newPage()
+      page.on('pageerror', (err) => errors.push(`${label}: ${err.message}`))
+      await page.goto(`${pages!.url}?${new URLSearchParams(query)}`)
+      return page
+    },
+  }
 }
