@@ -225,6 +225,7 @@ async function runShape(flavor: Flavor, shape: Shape, seconds: number, seed: num
       const perRoom = rate / shape.rooms
       await flavor.loopDelay?.(server.port)
       const cpu0 = server.cpu()
+      const main0 = server.mainThread()
       const gen0 = process.cpuUsage()
       let checkUs = 0
       const base = rooms.map((r) => r.sent)
@@ -279,6 +280,7 @@ async function runShape(flavor: Flavor, shape: Shape, seconds: number, seed: num
         await new Promise((resolve) => setTimeout(resolve, 20))
       }
       const cpu1 = server.cpu()
+      const main1 = server.mainThread()
       const used = process.cpuUsage(gen0)
       const genUs = used.user + used.system - checkUs // the load, not the check
       const cpu = cpu1.user + cpu1.system - cpu0.user - cpu0.system
@@ -292,7 +294,8 @@ async function runShape(flavor: Flavor, shape: Shape, seconds: number, seed: num
       process.stderr.write(
         `[bench]   ${label}${flavor.name} ${shape.rooms}x${shape.clients} @${rate}/s: p50 ${round(quantile(all, 0.5))} p90 ${round(quantile(all, 0.9))} p99 ${round(p99)} max ${round(Math.max(0, ...all))} ms, ` +
           (loop === undefined ? '' : `event-loop delay p99 ${round(loop.p99)} max ${round(loop.max)} ms, `) +
-          `server ${round(cpu / edits)} µs/edit (kernel ${round(sys / edits)}), load generator ${round(genUs / edits)} µs/edit (${Math.round(genBusy * 100)} % of its core), converged ${converged}\n`,
+          `server ${round(cpu / edits)} µs/edit (kernel ${round(sys / edits)}; main thread ${round((main1.cpuUs - main0.cpuUs) / edits)}, ` +
+          `other threads ${round((cpu - main1.cpuUs + main0.cpuUs) / edits)}; main thread preempted ${round((main1.preempted - main0.preempted) / (edits / 1_000))} times per 1,000 edits), load generator ${round(genUs / edits)} µs/edit (${Math.round(genBusy * 100)} % of its core), converged ${converged}\n`,
       )
       return {
         rate,

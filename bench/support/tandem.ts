@@ -22,6 +22,12 @@ export interface Child {
   cpuUs(): number
   /** The same, split into user and system (kernel: socket writes, epoll, LevelDB's file writes). */
   cpu(): { user: number; system: number }
+  /**
+   * The main thread's share of it (µs), and how often the kernel took the core from the main thread
+   * (involuntary context switches): on a pinned core, every other thread (LevelDB's writer and
+   * compaction, libuv's pool, V8's GC helpers) runs by preempting it.
+   */
+  mainThread(): { cpuUs: number; preempted: number }
   stop(): Promise<void>
 }
 
@@ -63,12 +69,20 @@ export async function spawnServer(args: string[], listening: RegExp, options: { 
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
     return { user: (Number(fields[11]) / ticks) * 1e6, system: (Number(fields[12]) / ticks) * 1e6 } // utime, stime
   }
+  const mainThread = (): { cpuUs: number; preempted: number } => {
+    const stat = readFileSync(`/proc/${pid}/task/${pid}/stat`, 'utf8')
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    const status = readFileSync(`/proc/${pid}/task/${pid}/status`, 'utf8')
+    const preempted = Number(/^nonvoluntary_ctxt_switches:\s+(\d+)/m.exec(status)?.[1] ?? NaN)
+    return { cpuUs: ((Number(fields[11]) + Number(fields[12])) / ticks) * 1e6, preempted }
+  }
   return {
     child,
     port,
     pid,
     stderr: () => err,
     cpu,
+    mainThread,
     cpuUs() {
       const { user, system } = cpu()
       return user + system

@@ -20,6 +20,7 @@ import type { Limits } from '../limits.ts'
 import type { Metrics } from '../metrics.ts'
 import { PeerSocket } from '../sync/peer-socket.ts'
 import { type ConnectionRateLimiter, rateLimitUpgrades } from '../sync/route.ts'
+import { releaseUpgrade } from '../sync/upgrade.ts'
 import { type SignalPeer, TopicSession } from './topic-session.ts'
 import type { Topics } from './topics.ts'
 
@@ -189,6 +190,7 @@ export function signalRoute(app: FastifyInstance, ctx: SignalContext): void {
     { websocket: true, onRequest: rateLimitUpgrades(ctx.connectionRate, limits.connectionsPerIpPerMinute) },
     (ws, request) => {
       const queryToken = ctx.yWebsocketCompat && typeof request.query.token === 'string' ? request.query.token : null
+      releaseUpgrade(ws)
       const socket = new PeerSocket(ws, limits, ctx.metrics, ctx.log, { text: true })
       const signal = new SignalSocket(socket, { ip: request.ip, headers: request.headers }, queryToken, ctx)
       ctx.sockets.add(socket)

@@ -19,6 +19,7 @@ import { Connection } from './connection.ts'
 import { hocuspocusProtocol } from './hocuspocus-protocol.ts'
 import { KEEPALIVE_FRAME } from './keepalive.ts'
 import { AddressPrefix, PeerSocket } from './peer-socket.ts'
+import { releaseUpgrade } from './upgrade.ts'
 import { type SyncRouteDeps, rateLimitUpgrades } from './route.ts'
 import type { Transport } from './transport.ts'
 
@@ -56,6 +57,7 @@ class DocumentTransport implements Transport {
 export function hocuspocusRoute(app: FastifyInstance, deps: SyncRouteDeps): void {
   const { context, limits, sockets } = deps
   app.get('/v1/hocuspocus', { websocket: true, onRequest: rateLimitUpgrades(deps.connectionRate, limits.connectionsPerIpPerMinute) }, (ws, request) => {
+    releaseUpgrade(ws)
     const socket = new PeerSocket(ws, limits, context.metrics, context.log)
     const requestInfo = { ip: request.ip, headers: request.headers }
     /** The socket's documents, by address. */

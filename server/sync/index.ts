@@ -17,3 +17,4 @@ export { ConnectionRateLimiter, rateLimitUpgrades, syncRoute, type SyncRouteDeps
 export { LimitedWebSocket, frameBinary } from './socket.ts'
 export type { Transport } from './transport.ts'
 export { KEEPALIVE_FRAME } from './keepalive.ts'
+export { releaseUpgrade } from './upgrade.ts'

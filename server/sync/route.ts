@@ -17,6 +17,7 @@ import { tandemProtocol, yWebsocketProtocol } from './client-protocol.ts'
 import { Connection, type ConnectionContext } from './connection.ts'
 import { KEEPALIVE_FRAME } from './keepalive.ts'
 import { PeerSocket } from './peer-socket.ts'
+import { releaseUpgrade } from './upgrade.ts'
 
 /** Per-IP buckets kept at most; past it the least recently used is forgotten (it starts full again). */
 const MAX_IP_BUCKETS = 100_000
@@ -87,6 +88,7 @@ export function syncRoute(app: FastifyInstance, deps: SyncRouteDeps): void {
     (ws, request) => {
       const roomId = request.params.roomId
       const queryToken = deps.yWebsocketCompat && typeof request.query.token === 'string' ? request.query.token : null
+      releaseUpgrade(ws)
       const socket = new PeerSocket(ws, limits, context.metrics, context.log)
       const connection = new Connection(socket, roomId, { ip: request.ip, headers: request.headers }, context)
       sockets.add(socket)
