@@ -19,6 +19,7 @@
  * offered load for each), Tandem / peer, beside the load generator's own CPU.
  *
  * BENCH_PEERS=tandem runs Tandem alone; BENCH_FLAVORS=<name>,<name> runs the servers named;
+ * BENCH_TANDEM_ARGS="<flags>" adds a Tandem with those CLI flags (named `tandem <flags>`);
  * BENCH_CPU_PROF=<dir> writes Tandem's V8 CPU profile there.
  */
 
@@ -111,6 +112,8 @@ const hocusToken = (room: string, token: string): Uint8Array =>
 const FLAVORS: Flavor[] = [
   tandemFlavor('tandem'),
   tandemFlavor(WINDOWED, ['--broadcast-window-ms', '0']),
+  // BENCH_TANDEM_ARGS="--broadcast-window-ms 25" adds Tandem with those flags, named by them (A/B runs).
+  ...(process.env.BENCH_TANDEM_ARGS ? [tandemFlavor(`tandem ${process.env.BENCH_TANDEM_ARGS}`, process.env.BENCH_TANDEM_ARGS.split(' ').filter(Boolean))] : []),
   {
     ...tandemFlavor(HOCUSPOCUS_ENDPOINT),
     url: (port) => `ws://127.0.0.1:${port}/v1/hocuspocus`,

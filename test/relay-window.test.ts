@@ -88,4 +88,42 @@ describe('the relay window', () => {
     }
     expect(merged.getText('t').toString()).toBe('x'.repeat(10))
   })
+
+  it('rooms held at once relay in the same turn, none later than its window', async () => {
+    const window = fixedWindow(300)
+    try {
+      const relays: { room: string; at: number; turn: number }[] = []
+      let turn = 0
+      const ticking = setInterval(() => turn++, 1)
+      const room = (name: string) => new BroadcastBatch<string>(window, () => relays.push({ room: name, at: performance.now(), turn }))
+      const a = room('a')
+      const b = room('b')
+      const update = (text: string): Uint8Array => {
+        const doc = new Y.Doc()
+        doc.getText('t').insert(0, text)
+        return Y.encodeStateAsUpdate(doc)
+      }
+      // Each room's first write goes at the end of its turn (nothing held yet); b's 60 ms after a's.
+      a.add(update('a1'), 'w', null)
+      await until('a relayed its first write', () => relays.length === 1)
+      await new Promise((r) => setTimeout(r, 60))
+      b.add(update('b1'), 'w', null)
+      await until('b relayed its first write', () => relays.length === 2)
+      // Their next writes fall inside their windows: held. On timers of their own, b would relay
+      // about 60 ms after a.
+      const heldAt = performance.now()
+      a.add(update('a2'), 'w', null)
+      b.add(update('b2'), 'w', null)
+      await until('both held writes relayed', () => relays.length === 4)
+      clearInterval(ticking)
+      const [ra, rb] = relays.slice(2)
+      expect(new Set([ra!.room, rb!.room])).toEqual(new Set(['a', 'b']))
+      // One timer for both: the same turn, so a busy process pays one wakeup per window.
+      expect(ra!.turn).toBe(rb!.turn)
+      // Neither waited past its window (b, whose window had further to go, waited less).
+      expect(ra!.at - heldAt).toBeLessThan(300)
+    } finally {
+      window.close()
+    }
+  })
 })

@@ -46,6 +46,8 @@ export class BroadcastBatch<O> {
     else if (this.#cancel === null) this.#schedule()
   }
 
+  readonly #flushHeld = (): void => this.flush()
+
   /** Relays the waiting updates now: merged into one update, encoded once for all. */
   flush(): void {
     this.#clearTimer()
@@ -73,8 +75,7 @@ export class BroadcastBatch<O> {
     const windowMs = this.#window.ms(this.#receivers())
     const wait = windowMs > 0 ? this.#lastFlush + windowMs - performance.now() : 0
     if (wait > 0) {
-      const timer = setTimeout(() => this.flush(), wait)
-      this.#cancel = () => clearTimeout(timer)
+      this.#cancel = this.#window.hold(this.#flushHeld, wait)
     } else {
       const immediate = setImmediate(() => this.flush())
       this.#cancel = () => clearImmediate(immediate)

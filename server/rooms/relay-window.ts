@@ -16,6 +16,12 @@
  * these thresholds the window stays shut at 1,600/s (45 % busy) and, once open at 3,200/s, stays
  * open (53 % busy with it).
  *
+ * Its size, 16 ms (one frame at 60 fps), from a later run on a slower VM, where y-websocket-server
+ * held 1,600 edits/s on 10 x 50 and Tandem's event loop was busy enough to open the window from
+ * 800/s: against y-websocket-server's CPU per edit at 1,600 and 2,400/s, 10 ms gave 0.86x and
+ * 0.77x, 16 ms 0.62x and 0.56x (p99 25 to 36 ms), 25 ms 0.53x and 0.50x (p99 34 to 37 ms, p50
+ * 23 ms). 16 ms keeps a held update within a frame; `--broadcast-window-ms n` trades more.
+ *
  * The window is read per batch (a field), never computed per write.
  */
 
@@ -35,11 +41,47 @@ export const windowOpen = (elu: number, wasOpen: boolean): boolean => (wasOpen ?
 export interface RelayWindow {
   /** The window in ms now for a room whose relays reach `receivers` (0: at the end of the turn). */
   ms(receivers: number): number
+  /** Runs `relay` within `ms`, with every other room held meanwhile; returns what cancels it. */
+  hold(relay: () => void, ms: number): () => void
   close(): void
 }
 
+/**
+ * The one timer that every held room waits on. The first room held starts it; the rooms held
+ * before it fires relay in the same turn, so a busy process pays one timer wakeup per window, not
+ * one per room (each of bench 05's 100 rooms setting its own was up to 10,000 wakeups a second at
+ * a 10 ms window, about 0.05 to 0.25 ms of CPU each on the VMs measured here). No room waits longer
+ * than the window: a room held after the timer started waits less.
+ */
+export class HeldRelays {
+  #due = new Set<() => void>()
+  #timer: ReturnType<typeof setTimeout> | null = null
+
+  hold(relay: () => void, ms: number): () => void {
+    this.#due.add(relay)
+    this.#timer ??= setTimeout(() => this.#run(), ms)
+    return () => this.#due.delete(relay)
+  }
+
+  #run(): void {
+    this.#timer = null
+    const due = this.#due
+    this.#due = new Set()
+    for (const relay of due) relay()
+  }
+
+  close(): void {
+    if (this.#timer !== null) clearTimeout(this.#timer)
+    this.#timer = null
+    this.#due.clear()
+  }
+}
+
 /** A window that never changes: `0` (off) or a fixed number of ms, for every room. */
-export const fixedWindow = (ms: number): RelayWindow => ({ ms: () => ms, close: () => {} })
+export const fixedWindow = (ms: number): RelayWindow => {
+  const held = new HeldRelays()
+  return { ms: () => ms, hold: (relay, wait) => held.hold(relay, wait), close: () => held.close() }
+}
 
 /**
  * Rooms whose relays reach fewer than this many are never held by the adaptive window: merging a
@@ -56,6 +98,7 @@ export const MIN_HELD_RECEIVERS = 16
  */
 export class AdaptiveWindow implements RelayWindow {
   readonly #maxMs: number
+  readonly #held = new HeldRelays()
   #last: EventLoopUtilization = performance.eventLoopUtilization()
   #sampledAt = performance.now()
   #elu = 0
@@ -91,5 +134,11 @@ export class AdaptiveWindow implements RelayWindow {
     this.#ms = this.#open ? this.#maxMs : 0
   }
 
-  close(): void {}
+  hold(relay: () => void, ms: number): () => void {
+    return this.#held.hold(relay, ms)
+  }
+
+  close(): void {
+    this.#held.close()
+  }
 }
