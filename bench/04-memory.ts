@@ -11,47 +11,39 @@
  */
 
 import { fileURLToPath } from 'node:url'
-import v8 from 'node:v8'
-import { runInNewContext } from 'node:vm'
-import * as Y from 'yjs'
+import { execFile } from 'node:child_process'
+import { writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { promisify } from 'node:util'
 import { encodeFrame, writeAuth, writeUpdate } from '../protocol/messages.ts'
-import { codeHeapUsed } from './support/heap.ts'
 import { round } from './support/stats.ts'
-import { type Child, createOpenRoom, removeDir, spawnTandem, tempDir } from './support/tandem.ts'
+import { type Child, ROOT, createOpenRoom, removeDir, spawnTandem, tempDir } from './support/tandem.ts'
 import { type WireClient, connect } from './support/wire.ts'
 import { documentOfSize } from './support/workload.ts'
 import { type BenchOptions, type Result, type Scenario, check, compared } from './types.ts'
 
 const SCENARIO = '04-memory'
 /**
- * The heap of `count` bare Y.Docs holding `update`, per doc, in this process (the same Yjs): what a
- * room's document costs by itself, so that what a room costs beyond it can be told.
+ * The heap of `count` bare Y.Docs holding `update`, per doc, in a fresh process (the same Yjs):
+ * what a room's document costs by itself, so that what a room costs beyond it can be told.
  */
 async function bareDocHeap(update: Uint8Array, count: number): Promise<number> {
-  v8.setFlagsFromString('--expose_gc')
-  const gc = runInNewContext('gc') as () => void
-  const settled = async (): Promise<number> => {
-    await new Promise((resolve) => setTimeout(resolve, 50))
-    gc()
-    gc()
-    return process.memoryUsage().heapUsed - codeHeapUsed()
+  const dir = tempDir('bare-doc')
+  try {
+    const file = join(dir, 'update.bin')
+    writeFileSync(file, update)
+    const { stdout } = await run(process.execPath, ['--expose-gc', '--import', 'tsx', BARE_DOC_HEAP, file, String(count)], { cwd: ROOT })
+    const perDoc = Number(stdout.trim())
+    check(Number.isFinite(perDoc) && perDoc > 0, `bare docs measured (${stdout.trim()})`)
+    return perDoc
+  } finally {
+    removeDir(dir)
   }
-  const before = await settled()
-  const docs: Y.Doc[] = []
-  for (let i = 0; i < count; i++) {
-    const doc = new Y.Doc()
-    Y.applyUpdate(doc, update)
-    docs.push(doc)
-  }
-  const after = await settled()
-  check(
-    docs.every((d) => d.getText('text').length >= 0),
-    'bare docs built',
-  )
-  return (after - before) / count
 }
 
 const PRELOAD = fileURLToPath(new URL('./support/gc-preload.ts', import.meta.url))
+const BARE_DOC_HEAP = fileURLToPath(new URL('./support/bare-doc-heap.ts', import.meta.url))
+const run = promisify(execFile)
 
 interface Mem {
   /** heapUsed without compiled code. */

@@ -54,7 +54,7 @@ export interface ServerOptions {
   /**
    * A busy room relays document updates at most once per this many ms, merged into one frame (the
    * first update after a pause goes out at once). 0 relays at the end of every event-loop turn.
-   * Default `'auto'`: 0 while the event loop has slack, 16 ms while it is busy
+   * Default `'auto'`: 0 while the event loop has slack, 10 ms while it is busy
    * (server/rooms/relay-window.ts).
    */
   broadcastWindowMs?: number | 'auto'
@@ -104,8 +104,8 @@ export const DEFAULTS = {
   keepaliveMs: 15_000,
   compactAfterRecords: 500,
   broadcastWindowMs: 'auto',
-  /** The window `'auto'` opens: one frame at 60 fps (bench 05 on 10 x 50: see relay-window.ts). */
-  autoBroadcastWindowMaxMs: 16,
+  /** The window `'auto'` opens (bench 05 on 10 x 50: see relay-window.ts; one frame at 60 fps is 16 ms). */
+  autoBroadcastWindowMaxMs: 10,
   storeWindowMs: 50,
   /**
    * In the distributed mode, other processes relay a write once it is in the room's stream: a

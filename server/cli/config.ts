@@ -124,7 +124,7 @@ Each option may instead be set by the environment variable in brackets; a flag w
   --broadcast-window-ms <n|auto>  a busy room relays document updates at most once per n ms,
                           merged into one frame per receiver (the first after a pause goes at
                           once); less CPU per edit in busy rooms for up to n ms of added latency,
-                          0 to 1000, or auto [TANDEM_BROADCAST_WINDOW_MS] (default auto: 16 ms for
+                          0 to 1000, or auto [TANDEM_BROADCAST_WINDOW_MS] (default auto: 10 ms for
                           rooms of 16+ receivers while the event loop is busy, else every turn)
   --store-window-ms <n>   a busy room stores (and acknowledges) writes at most once per n ms, in
                           one record (the first after a pause at once); relaying is not delayed,

@@ -16,11 +16,13 @@
  * these thresholds the window stays shut at 1,600/s (45 % busy) and, once open at 3,200/s, stays
  * open (53 % busy with it).
  *
- * Its size, 16 ms (one frame at 60 fps), from a later run on a slower VM, where y-websocket-server
- * held 1,600 edits/s on 10 x 50 and Tandem's event loop was busy enough to open the window from
- * 800/s: against y-websocket-server's CPU per edit at 1,600 and 2,400/s, 10 ms gave 0.86x and
- * 0.77x, 16 ms 0.62x and 0.56x (p99 25 to 36 ms), 25 ms 0.53x and 0.50x (p99 34 to 37 ms, p50
- * 23 ms). 16 ms keeps a held update within a frame; `--broadcast-window-ms n` trades more.
+ * Its size stays 10 ms. A later run on a slower VM (y-websocket-server held 1,600 edits/s on 10 x
+ * 50, and Tandem's event loop was busy enough to open the window from 800/s) tried more: against
+ * y-websocket-server's CPU per edit at 1,600 and 2,400/s, 10 ms gave 0.86x and 0.77x, 16 ms (one
+ * frame at 60 fps) 0.62x and 0.56x, 25 ms 0.53x and 0.50x (p50 23 ms). But with 16 ms a full run's
+ * p99 sat at 45 to 66 ms on that VM, over the 50 ms a step may take, on Tandem's own protocol
+ * and the Hocuspocus endpoint alike; with 10 ms it was 22 to 46 ms. A larger window is
+ * `--broadcast-window-ms n` for whoever trades latency for CPU.
  *
  * The window is read per batch (a field), never computed per write.
  */
@@ -70,10 +72,10 @@ export class HeldRelays {
     for (const relay of due) relay()
   }
 
+  /** Relays what is held now (the server is closing: nothing accepted waits on a timer). */
   close(): void {
     if (this.#timer !== null) clearTimeout(this.#timer)
-    this.#timer = null
-    this.#due.clear()
+    this.#run()
   }
 }
 
