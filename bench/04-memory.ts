@@ -168,7 +168,7 @@ export const scenario: Scenario = {
           unit: 'KB',
           target: '< 16 KB',
           met: overhead < 16 * 1024,
-          note: `room ${kb(smallRoom)} KB, the same document alone ${kb(docAlone)} KB (bare Y.Docs in the bench's process)`,
+          note: `room ${kb(smallRoom)} KB, the same document alone ${kb(docAlone)} KB (bare Y.Docs in a process of their own)`,
         },
       ]
     } finally {
