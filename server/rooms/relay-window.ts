@@ -87,9 +87,11 @@ export const fixedWindow = (ms: number): RelayWindow => {
 
 /**
  * Rooms whose relays reach fewer than this many are never held by the adaptive window: merging a
- * few updates saves a few socket writes, less than the latency and the timer cost it adds. On
- * bench 05, 100 rooms x 5 clients (4 receivers) lost capacity with the window (p99 over 50 ms from
- * 12,000 edits/s, where it held 28,000 without); 10 x 50 (49) gained. Between the two, a judgement.
+ * few updates saves a few socket writes, less than the latency it adds. On bench 05, 100 rooms x 5
+ * clients (4 receivers) lost capacity with the window while each room had its own timer (p99 over
+ * 50 ms from 12,000 edits/s, where it held 28,000 without); on one shared timer it held 28,000, but
+ * saved only 5 to 10 % of CPU at 4,000 to 8,000/s and raised p50 to 16-18 ms at 8,000/s. 10 x 50
+ * (49 receivers) gained. Between the two, a judgement.
  */
 export const MIN_HELD_RECEIVERS = 16
 
