@@ -8,7 +8,7 @@
  *
  * Shapes: 100 rooms x 5 clients and 10 rooms x 50 clients (quick: 20 x 5, 4 x 25). In each room one
  * client types a seeded insert-only trace (so an update's first clock names it) at a rising offered
- * rate, 1.5 s a step (quick: 1 s). Latency is measured at one receiver per room (the check receiver): arrival time minus the
+ * rate, 1.5 s a step, longer at low rates so that each step gathers at least 3,000 latency samples (quick: 1 s). Latency is measured at one receiver per room (the check receiver): arrival time minus the
  * send time of the first update a frame carries (Tandem merges a turn's updates into one frame: this
  * takes the oldest, the worst); the other receivers read in bulk after each step and must have got
  * the same bytes. A rate is held when p99 latency is under 50 ms and every room's check receiver
@@ -181,7 +181,14 @@ interface StepResult {
   edits: number
 }
 
-async function runShape(flavor: Flavor, shape: Shape, seconds: number, seed: number): Promise<StepResult[]> {
+/**
+ * Latency samples a step gathers at least (one per edit, at each room's check receiver): a low rate
+ * runs longer than `seconds`, so that its p99 is not its 6th-worst sample.
+ */
+const MIN_SAMPLES = 3_000
+
+async function runShape(flavor: Flavor, shape: Shape, seconds: number, seed: number, minSamples: number): Promise<StepResult[]> {
+  const stepSeconds = (rate: number): number => Math.max(seconds, minSamples / rate)
   const dir = tempDir(`e2e-${flavor.name.replace(/[^a-z0-9-]+/gi, '-')}`)
   const server = await flavor.start(dir)
   const sockets: WireClient[] = []
@@ -189,7 +196,8 @@ async function runShape(flavor: Flavor, shape: Shape, seconds: number, seed: num
     const roomNames = Array.from({ length: shape.rooms }, (_, i) => `e2e-${i}`)
     await flavor.prepare?.(server.port, roomNames)
     // Enough for the warm-up and every step run twice.
-    const perRoomMax = Math.ceil(((shape.rates[0]! + 2 * shape.rates.reduce((a, b) => a + b, 0)) * seconds) / shape.rooms) + 10
+    const edits = (rate: number): number => rate * stepSeconds(rate)
+    const perRoomMax = Math.ceil((edits(shape.rates[0]!) + 2 * shape.rates.reduce((a, rate) => a + edits(rate), 0)) / shape.rooms) + 10
     const rooms = await Promise.all(
       roomNames.map(async (name, r) => {
         const trace = typingTrace(seed + 500 + r, { keystrokes: perRoomMax, authors: 1, deleteRate: 0 })
@@ -222,8 +230,9 @@ async function runShape(flavor: Flavor, shape: Shape, seconds: number, seed: num
       }),
     )
 
-    /** Offers `rate` edits/s for `seconds`, drains, and measures. */
+    /** Offers `rate` edits/s for `stepSeconds(rate)`, drains, and measures. */
     const runStep = async (rate: number, label: string): Promise<StepResult> => {
+      const seconds = stepSeconds(rate)
       for (const room of rooms) room.latencies.length = 0
       const perRoom = rate / shape.rooms
       await flavor.loopDelay?.(server.port)
@@ -376,7 +385,7 @@ export const scenario: Scenario = {
       for (const shape of shapes) {
         const label = `${shape.rooms}x${shape.clients}`
         const byFlavor = new Map<string, StepResult[]>()
-        for (const flavor of flavors) byFlavor.set(flavor.name, await runShape(flavor, shape, seconds, seed))
+        for (const flavor of flavors) byFlavor.set(flavor.name, await runShape(flavor, shape, seconds, seed, quick ? 0 : MIN_SAMPLES))
         const steps = (name: string): StepResult[] => byFlavor.get(name) ?? []
         const best = (name: string): number =>
           Math.max(
