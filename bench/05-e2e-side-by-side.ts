@@ -20,7 +20,7 @@
  *
  * BENCH_PEERS=tandem runs Tandem alone; BENCH_FLAVORS=<name>,<name> runs the servers named;
  * BENCH_TANDEM_ARGS="<flags>" adds a Tandem with those CLI flags (named `tandem <flags>`);
- * BENCH_CPU_PROF=<dir> writes Tandem's V8 CPU profile there.
+ * BENCH_CPU_PROF=<dir> writes Tandem's V8 CPU profile there; BENCH_STEP_SECONDS=<s> lengthens each step.
  */
 
 import { execFileSync } from 'node:child_process'
@@ -368,7 +368,8 @@ export const scenario: Scenario = {
               { rooms: 100, clients: 5, rates: [1000, 2000, 4000, 8000, 10000, 12000, 14000, 16000, 20000, 24000, 28000, 32000] },
               { rooms: 10, clients: 50, rates: [400, 800, 1600, 2000, 2400, 2800, 3200, 4000, 5000, 6400, 8000, 10000, 12800, 16000] },
             ]
-      const seconds = quick ? 1 : 1.5
+      // BENCH_STEP_SECONDS=<s> runs each step longer (A/B runs, where 1.5 s steps are too noisy to compare).
+      const seconds = Number(process.env.BENCH_STEP_SECONDS) || (quick ? 1 : 1.5)
       // BENCH_PEERS=tandem measures Tandem alone (for profiling with BENCH_CPU_PROF): no ratios then.
       // Quick runs leave out the windowed Tandem (CI runs them only so the harness never rots).
       // BENCH_FLAVORS=a,b picks servers by name (A/B runs of Tandem's settings, say).

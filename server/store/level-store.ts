@@ -10,7 +10,6 @@
 
 import { mkdir } from 'node:fs/promises'
 import { Level } from 'level'
-import type { BatchOperation } from 'level'
 import { ConfigError } from '../config-error.ts'
 import { DiskReserve, freeBytes, isDiskFull } from './disk-reserve.ts'
 import type { ListRoomsOptions, RoomRecord, Store, StoredDocument, WriteRecord } from './types.ts'
@@ -30,7 +29,8 @@ import {
 } from './keys.ts'
 
 type Db = Level<Uint8Array, Uint8Array>
-type Op = BatchOperation<Db, Uint8Array, Uint8Array>
+/** One write of a batch (see writeBatch). */
+type Op = { readonly type: 'put'; readonly key: Uint8Array; readonly value: Uint8Array } | { readonly type: 'del'; readonly key: Uint8Array }
 
 /** Another process (or another store in this one) holds the data dir's LevelDB lock. */
 export class DataDirInUseError extends ConfigError {
@@ -233,7 +233,7 @@ export class LevelStore implements Store {
     this.#pending = []
     this.#appending = true
     const ops = appends.length === 1 ? appends[0]!.ops : appends.flatMap((a) => a.ops)
-    this.#write((db) => db.batch(ops, { sync: this.#sync }))
+    this.#write((db) => writeBatch(db, ops, this.#sync))
       .then(
         () => {
           for (const a of appends) a.resolve()
@@ -256,13 +256,13 @@ export class LevelStore implements Store {
     const ops: Op[] = []
     for (let seq = fromSeq; seq < throughSeq; seq++) ops.push({ type: 'del', key: recordKey(roomId, seq) })
     ops.push({ type: 'put', key: recordKey(roomId, throughSeq), value: merged })
-    await this.#write((db) => db.batch(ops, { sync: this.#sync }))
+    await this.#write((db) => writeBatch(db, ops, this.#sync))
   }
 
   async deleteDocument(roomId: string): Promise<void> {
     const ops: Op[] = []
     for await (const key of this.#db.keys(roomRange(roomId))) ops.push({ type: 'del', key })
-    if (ops.length > 0) await this.#write((db) => db.batch(ops, { sync: this.#sync }))
+    if (ops.length > 0) await this.#write((db) => writeBatch(db, ops, this.#sync))
   }
 
   async getRoom(roomId: string): Promise<RoomRecord | null> {
@@ -278,7 +278,7 @@ export class LevelStore implements Store {
     const ops: Op[] = [{ type: 'del', key: namedKey(KIND_ROOM, roomId) }]
     for await (const key of this.#db.keys(roomRange(roomId))) ops.push({ type: 'del', key })
     for await (const key of this.#db.keys(historyRange(roomId))) ops.push({ type: 'del', key })
-    await this.#write((db) => db.batch(ops, { sync: this.#sync }))
+    await this.#write((db) => writeBatch(db, ops, this.#sync))
   }
 
   async listRooms({ prefix = '', startingAfter, limit }: ListRoomsOptions): Promise<RoomRecord[]> {
@@ -331,6 +331,25 @@ export class LevelStore implements Store {
     if (this.#probe !== null) clearInterval(this.#probe)
     await this.#db.close()
   }
+}
+
+/**
+ * Writes `ops` as one atomic batch, through a chained batch: abstract-level's array form clones and
+ * re-checks every operation (an object spread each), and was most of the store's main-thread time.
+ * 20 rooms' appends a batch, pinned to one core: 23-30 µs an edit in the array form, 8-10 chained.
+ */
+function writeBatch(db: Db, ops: readonly Op[], sync: boolean): Promise<void> {
+  const batch = db.batch()
+  try {
+    for (const op of ops) {
+      if (op.type === 'put') batch.put(op.key, op.value)
+      else batch.del(op.key)
+    }
+  } catch (err) {
+    void batch.close()
+    throw err
+  }
+  return batch.write({ sync })
 }
 
 /** A user's revocation in one room, or in every room (roomId null). */
