@@ -635,6 +635,23 @@ describe('LevelDB store', () => {
     }
   })
 
+  it('stores the appends of several rooms that wait for one group commit, and writes them when closed during the wait', async () => {
+    // A wait far longer than the test: only close() can end it.
+    const first = await openLevelStore(dir, { ...LEVEL_OPTIONS, groupCommitMs: 60_000 })
+    const appended = Promise.all([first.append('a', 0, [bytes(1)], [write('ada', 1)]), first.append('b', 0, [bytes(2)])])
+    await first.close()
+    await appended
+
+    const second = await openLevelStore(dir, LEVEL_OPTIONS)
+    try {
+      expect(plain(await second.load('a'))).toEqual({ updates: [[1]], firstSeq: 0, lastSeq: 0 })
+      expect(plain(await second.load('b'))).toEqual({ updates: [[2]], firstSeq: 0, lastSeq: 0 })
+      expect(await second.history('a', 10)).toEqual([write('ada', 1)])
+    } finally {
+      await second.close()
+    }
+  })
+
   it('refuses a second store on a data dir in use, and opens once it is free', async () => {
     const first = await openLevelStore(dir)
     const second = openLevelStore(dir)
