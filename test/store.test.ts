@@ -15,7 +15,7 @@ import type { RoomRecord, Store, StoredDocument, WriteRecord } from '../server/s
 import { DataDirInUseError, openLevelStore } from '../server/store/level-store.ts'
 import { MemoryStore, createMemoryStore } from '../server/store/memory-store.ts'
 import { isValidRoomId } from '../protocol/ids.ts'
-import { decodeSeq, recordKey, roomRange } from '../server/store/keys.ts'
+import { decodeSeq, recordKey, recordKeys, roomRange } from '../server/store/keys.ts'
 import { FaultyStore } from './support/faulty-store.ts'
 import { countRecords } from './support/store-records.ts'
 import { openPostgresStore } from '../server/store/postgres-store.ts'
@@ -696,6 +696,12 @@ describe('store keys', () => {
     expect(() => recordKey('r', 2 ** 53)).toThrow(RangeError)
     expect(() => recordKey('a\u0000b', 0)).toThrow(RangeError)
     expect(() => decodeSeq(bytes(0x01, 0x56))).toThrow(RangeError)
+  })
+
+  it('builds a run of record keys (compaction) equal to the keys built one by one', () => {
+    const from = 2 ** 32 - 2
+    expect(recordKeys('é-room', from, from + 4).map((k) => Array.from(k))).toEqual([0, 1, 2, 3].map((i) => Array.from(recordKey('é-room', from + i))))
+    expect(recordKeys('r', 5, 5)).toEqual([])
   })
 
   it('gives each room a range holding exactly its own keys', () => {

@@ -87,6 +87,18 @@ export function recordKey(roomId: string, seq: number): Uint8Array {
   return key
 }
 
+/** Keys of a room's records `fromSeq` up to (not including) `toSeq`: the room id encoded once (compaction). */
+export function recordKeys(roomId: string, fromSeq: number, toSeq: number): Uint8Array[] {
+  const first = recordKey(roomId, fromSeq)
+  const keys: Uint8Array[] = []
+  for (let seq = fromSeq; seq < toSeq; seq++) {
+    const key = seq === fromSeq ? first : first.slice()
+    new DataView(key.buffer).setBigUint64(key.length - SEQ_BYTES, BigInt(seq), false)
+    keys.push(key)
+  }
+  return keys
+}
+
 /** Bounds covering exactly one room's update records, in sequence order. */
 export function roomRange(roomId: string): { gte: Uint8Array; lt: Uint8Array } {
   return { gte: roomPrefix(roomId, SEPARATOR, 0), lt: roomPrefix(roomId, SEPARATOR + 1, 0) }

@@ -25,6 +25,7 @@ import {
   kindRange,
   namedKey,
   recordKey,
+  recordKeys,
   roomRange,
 } from './keys.ts'
 
@@ -286,7 +287,7 @@ export class LevelStore implements Store {
     }
     // One batch, so a crash leaves either the old records or the merged one, never neither.
     const ops: Op[] = []
-    for (let seq = fromSeq; seq < throughSeq; seq++) ops.push({ type: 'del', key: recordKey(roomId, seq) })
+    for (const key of recordKeys(roomId, fromSeq, throughSeq)) ops.push({ type: 'del', key })
     ops.push({ type: 'put', key: recordKey(roomId, throughSeq), value: merged })
     await this.#write((db) => writeBatch(db, ops, this.#sync))
   }
