@@ -38,9 +38,12 @@ export interface Child {
 export async function spawnServer(args: string[], listening: RegExp, options: { env?: NodeJS.ProcessEnv; cpu?: number } = {}): Promise<Child> {
   const { existsSync, readFileSync } = await import('node:fs')
   const pin = options.cpu !== undefined && existsSync('/usr/bin/taskset')
-  const [cmd, argv] = pin ? ['taskset', ['-c', String(options.cpu), process.execPath, ...args]] : [process.execPath, args]
-  const child = spawn(cmd as string, argv as string[], { cwd: ROOT, env: { ...process.env, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] })
+  const guarded = ['--import', './bench/support/exit-with-parent.mjs', ...args]
+  const [cmd, argv] = pin ? ['taskset', ['-c', String(options.cpu), process.execPath, ...guarded]] : [process.execPath, guarded]
+  // stdin is a pipe from this process: a server notices it closing when the bench dies whole.
+  const child = spawn(cmd as string, argv as string[], { cwd: ROOT, env: { ...process.env, ...options.env }, stdio: ['pipe', 'pipe', 'pipe'] })
   // A bench that dies (an uncaught error) takes its servers with it: no orphan keeps a port or CI busy.
+  // A bench that dies without exit handlers (a segfault in a native module) too: exit-with-parent.mjs.
   const orphaned = (): void => void child.kill('SIGKILL')
   process.once('exit', orphaned)
   child.once('exit', () => process.off('exit', orphaned))
