@@ -50,11 +50,6 @@ export interface LevelStoreOptions {
   sync?: boolean
   /** Space kept in a reserve file for recovery on a full disk (disk-reserve.ts). Default 16 MiB; 0: none. */
   reserveBytes?: number
-  /**
-   * How long the first append of a quiet spell waits for others to join its batch (ms). Default 5;
-   * 0: the end of the event-loop turn. Only acknowledgements wait; relaying never does.
-   */
-  groupCommitMs?: number
   /** How often a read-only store checks whether the disk has room again (ms). Default 1000. */
   probeMs?: number
   /** Told when the store turns read-only or writable again. */
@@ -72,12 +67,6 @@ export class StoreReadOnlyError extends Error {
 }
 
 export const DEFAULT_RESERVE_BYTES = 16 * 1024 * 1024
-/**
- * Bench 05 at 100 x 5 and 2,000 edits/s (a room's edits 50 ms apart, so no room batches its own):
- * waiting 5 ms for other rooms' appends halved the main thread's preemptions by LevelDB's threads on
- * one core (83-123 to 39-48 per 1,000 edits) and took 3-12 % off the server's CPU per edit.
- */
-export const DEFAULT_GROUP_COMMIT_MS = 5
 
 async function openDb(dir: string): Promise<Db> {
   const db: Db = new Level<Uint8Array, Uint8Array>(dir, { keyEncoding: 'view', valueEncoding: 'view' })
@@ -123,9 +112,8 @@ export class LevelStore implements Store {
   #pending: { ops: Op[]; resolve: () => void; reject: (err: unknown) => void }[] = []
   /** The append batch being written, if any: the appends meanwhile wait and go as the next one. */
   #appending: Promise<void> | null = null
-  /** Ends the group-commit wait of the appends pending (set while they wait). */
-  #commitTimer: NodeJS.Timeout | NodeJS.Immediate | null = null
-  readonly #groupCommitMs: number
+  /** The end of the turn the pending appends wait for (set while they wait). */
+  #commitTimer: NodeJS.Immediate | null = null
   #db: Db
   readonly #dir: string
   readonly #sync: boolean
@@ -142,7 +130,6 @@ export class LevelStore implements Store {
     this.#sync = sync
     this.#reserve = reserve
     this.#probeMs = options.probeMs ?? 1_000
-    this.#groupCommitMs = options.groupCommitMs ?? DEFAULT_GROUP_COMMIT_MS
     this.#onHealth = options.onHealth ?? (() => {})
   }
 
@@ -225,13 +212,15 @@ export class LevelStore implements Store {
   }
 
   /**
-   * Group commit: appends from every room go to LevelDB as one batch (and, with `sync`, one fsync).
-   * The first append of a quiet spell waits `groupCommitMs` for others to join it, and while a batch
-   * is being written, the appends that arrive wait and go together as the next one: a busy server
-   * writes once per batch time, not once a room or a turn (on bench 05's 100 x 5, where every room's
-   * store window opened alone, each append was its own batch: classic-level's batch call was the
-   * largest item of the main thread's profile). The batch is atomic, so each append still lands
-   * whole or not at all.
+   * Group commit: appends of one event-loop turn, from every room, go to LevelDB as one batch (and,
+   * with `sync`, one fsync), and while a batch is being written, the appends that arrive wait and go
+   * together as the next one. A quiet server writes each append at once; a busy one writes once per
+   * batch time, not once a room or a turn (on bench 05's 100 x 5, where every room's store window
+   * opened alone, each append was its own batch: classic-level's batch call was the largest item of
+   * the main thread's profile). The batch is atomic, so each append still lands whole or not at all.
+   * Waiting a few ms for more appends was measured and left out: it halved LevelDB's preemptions of
+   * the event loop at 100 x 5, but its CPU and p99 gains did not hold across runs, and a writer that
+   * waits for each acknowledgement (bench 03, a REST importer) paid the wait on every write.
    */
   append(roomId: string, firstSeq: number, updates: readonly Uint8Array[], writes: readonly WriteRecord[] = []): Promise<void> {
     const ops: Op[] = updates.map((value, i) => ({ type: 'put', key: recordKey(roomId, firstSeq + i), value }))
@@ -241,11 +230,10 @@ export class LevelStore implements Store {
     return new Promise((resolve, reject) => {
       this.#pending.push({ ops, resolve, reject })
       if (this.#pending.length === 1 && this.#appending === null) {
-        const write = (): void => {
+        this.#commitTimer = setImmediate(() => {
           this.#commitTimer = null
           this.#writePending()
-        }
-        this.#commitTimer = this.#groupCommitMs > 0 ? setTimeout(write, this.#groupCommitMs) : setImmediate(write)
+        })
       }
     })
   }
@@ -270,11 +258,10 @@ export class LevelStore implements Store {
       })
   }
 
-  /** Writes the appends waiting for their group commit now, and waits for every batch in flight. */
+  /** Writes the appends waiting for the end of the turn now, and waits for every batch in flight (close). */
   async #settleAppends(): Promise<void> {
     if (this.#commitTimer !== null) {
-      if (this.#groupCommitMs > 0) clearTimeout(this.#commitTimer as NodeJS.Timeout)
-      else clearImmediate(this.#commitTimer as NodeJS.Immediate)
+      clearImmediate(this.#commitTimer)
       this.#commitTimer = null
       if (this.#appending === null) this.#writePending()
     }
