@@ -263,7 +263,7 @@ export class LevelStore implements Store {
     if (this.#commitTimer !== null) {
       clearImmediate(this.#commitTimer)
       this.#commitTimer = null
-      if (this.#appending === null) this.#writePending()
+      this.#writePending() // a pending turn means no batch is in flight (see append)
     }
     while (this.#appending !== null) await this.#appending
   }
