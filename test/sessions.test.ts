@@ -161,8 +161,9 @@ describe('saved acknowledgements', () => {
   })
 
   it('a busy room relays at most once per broadcast window, the first write at once, the rest merged', async () => {
-    // A window far longer than the test's own steps (a few ms), so what arrives when is not a race.
-    const server = await start({ broadcastWindowMs: 2_000 })
+    // A window far longer than the test's own steps (a few ms), so what arrives when is not a race;
+    // no store window, so that waiting for each acknowledgement takes a few ms too.
+    const server = await start({ broadcastWindowMs: 2_000, storeWindowMs: 0 })
     const { writer, reader, updates } = await typist(server, 'window')
     const relayed = (): number => reader.messages.filter((m) => m.kind === 'update').length
 

@@ -201,7 +201,9 @@ describe('graceful shutdown', () => {
   // The shutdown's flush waits for the writes applied when it began, not for a store queue that
   // a writer keeps refilling.
   it('finishes closing while a client writes nonstop', async () => {
-    const server = await start({ allowAnonymous: true })
+    // No store window: appends follow each other back to back, one is in flight when the close begins
+    // (and a writer this fast would pass the rate limit while a 500 ms window held its acknowledgements).
+    const server = await start({ allowAnonymous: true, storeWindowMs: 0 })
     const writer = await raw(server, 'nonstop')
     await writer.next('sync-step-2')
     const writing = appendInBursts(writer, Number.POSITIVE_INFINITY)
