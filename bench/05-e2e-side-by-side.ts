@@ -32,7 +32,7 @@ import { encodeFrame, writeAuth, writeUpdate } from '../protocol/messages.ts'
 import { quantile, round } from './support/stats.ts'
 import { type Child, createOpenRoom, removeDir, spawnServer, spawnTandem, tempDir } from './support/tandem.ts'
 import { type WireClient, clientFrame, connect } from './support/wire.ts'
-import { TEXT, typingTrace } from './support/workload.ts'
+import { TEXT, dueEdits, typingTrace } from './support/workload.ts'
 import { type BenchOptions, type Result, type Scenario, check, compared } from './types.ts'
 
 const SCENARIO = '05-e2e-side-by-side'
@@ -195,9 +195,9 @@ async function runShape(flavor: Flavor, shape: Shape, seconds: number, seed: num
   try {
     const roomNames = Array.from({ length: shape.rooms }, (_, i) => `e2e-${i}`)
     await flavor.prepare?.(server.port, roomNames)
-    // Enough for the warm-up and every step run twice.
+    // Enough for the warm-up and every step run twice (each may send one more than its rate: dueEdits).
     const edits = (rate: number): number => rate * stepSeconds(rate)
-    const perRoomMax = Math.ceil((edits(shape.rates[0]!) + 2 * shape.rates.reduce((a, rate) => a + edits(rate), 0)) / shape.rooms) + 10
+    const perRoomMax = Math.ceil((edits(shape.rates[0]!) + 2 * shape.rates.reduce((a, rate) => a + edits(rate), 0)) / shape.rooms) + 2 * shape.rates.length + 10
     const rooms = await Promise.all(
       roomNames.map(async (name, r) => {
         const trace = typingTrace(seed + 500 + r, { keystrokes: perRoomMax, authors: 1, deleteRate: 0 })
@@ -251,9 +251,9 @@ async function runShape(flavor: Flavor, shape: Shape, seconds: number, seed: num
       await new Promise<void>((resolve) => {
         const timer = setInterval(() => {
           const elapsed = (performance.now() - t0) / 1_000
-          const due = Math.floor(Math.min(elapsed, seconds) * perRoom)
           const now = performance.now()
           rooms.forEach((room, r) => {
+            const due = dueEdits(Math.min(elapsed, seconds), perRoom, r, rooms.length)
             while (room.sent - base[r]! < due && room.sent < room.frames.length) {
               room.sendTimes[room.sent] = now
               room.clients[0]!.sendFramed(room.frames[room.sent++]!)

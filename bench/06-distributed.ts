@@ -25,7 +25,7 @@ import { encodeFrame, writeAuth, writeUpdate } from '../protocol/messages.ts'
 import { quantile, round } from './support/stats.ts'
 import { BENCH_SECRET, type Child, createOpenRoom, removeDir, spawnServer, tempDir } from './support/tandem.ts'
 import { type WireClient, clientFrame, connect } from './support/wire.ts'
-import { TEXT, typingTrace } from './support/workload.ts'
+import { TEXT, dueEdits, typingTrace } from './support/workload.ts'
 import { type BenchOptions, type Result, type Scenario, check, compared } from './types.ts'
 
 const SCENARIO = '06-distributed'
@@ -209,9 +209,9 @@ async function runSteps(topology: Topology, rooms: number, clients: number, rate
     await new Promise<void>((resolve) => {
       const timer = setInterval(() => {
         const elapsed = (performance.now() - t0) / 1_000
-        const due = Math.floor(Math.min(elapsed, seconds) * perRoom)
         const now = performance.now()
         state.forEach((room, r) => {
+          const due = dueEdits(Math.min(elapsed, seconds), perRoom, r, state.length)
           while (room.sent - base[r]! < due && room.sent < room.frames.length) {
             room.sendTimes[room.sent] = now
             room.writer.sendFramed(room.frames[room.sent++]!)
