@@ -120,5 +120,4 @@ export function documentOfSize(seed: number, bytes: number): { update: Uint8Arra
  * same 2 ms tick: on 100 x 5 a burst of 100 edits (400 socket writes) each period at any rate, and a
  * step's p50/p99 measured how long a server takes to work through that burst, not a quiet room.
  */
-export const dueEdits = (elapsed: number, perRoom: number, room: number, rooms: number): number =>
-  Math.floor(elapsed * perRoom + room / rooms)
+export const dueEdits = (elapsed: number, perRoom: number, room: number, rooms: number): number => Math.floor(elapsed * perRoom + room / rooms)
