@@ -406,6 +406,21 @@ describe('flush', () => {
 })
 
 describe('a failing store', () => {
+  it('retries a lone write with its own bytes, though writes queued meanwhile reuse nothing of it', async () => {
+    const { store, clock, log, edit, textOf } = setup()
+    store.failAppends = true
+    const a = new FakeWriter('a')
+    log.append(edit('1'), a, [])
+    await settle()
+    log.append(edit('2'), a, []) // queued while the first is retried: a new buffer, not the first one's
+    await clock.advance(50)
+    store.failAppends = false
+    await clock.advance(100)
+    await settle()
+    expect(store.appends.map((attempt) => textOf(attempt.updates))).toEqual(['1', '1', '1', '2'])
+    expect(a.acks).toEqual([1, 1])
+  })
+
   it('is retried with a doubling backoff up to 5 s, writers told their writes wait', async () => {
     const { store, clock, metrics, errors, log, edit, textOf } = setup()
     store.failAppends = true
