@@ -242,6 +242,28 @@ describe('store window', () => {
     expect(a.acks).toEqual([1, 1, 1, 1])
   })
 
+  it('a flush just as the loop starts waiting for the window is not lost, whatever the microtask it runs in', async () => {
+    for (let depth = 0; depth < 40; depth++) {
+      const { store, log, edit } = setup({ storeWindowMs: 1_000 })
+      const a = new FakeWriter('a')
+      store.hold = true
+      log.append(edit('1'), a, [])
+      await settle()
+      log.append(edit('2'), a, []) // queued behind the held append, then waits for the window
+      store.release()
+      let flushed: { readonly done: boolean } | null = null
+      const later = (n: number): void => {
+        if (n === 0) flushed = track(log.flush())
+        else queueMicrotask(() => later(n - 1))
+      }
+      later(depth)
+      await settle()
+      store.release()
+      await settle()
+      expect({ depth, done: flushed!.done, saved: a.saved }).toEqual({ depth, done: true, saved: 2 })
+    }
+  })
+
   it('reads no monotonic clock without a window, and the wall clock once per append', async () => {
     const { store, clock, log, edit } = setup({ storeWindowMs: 0 })
     const a = new FakeWriter('a')

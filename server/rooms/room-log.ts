@@ -194,11 +194,13 @@ export class RoomLog {
   }
 
   #kick(): void {
-    if (this.#storing === null && this.#windowTimer === null && !this.#stopped) {
-      this.#storing = this.#loop().finally(() => {
-        this.#storing = null
-      })
-    }
+    if (this.#storing !== null || this.#windowTimer !== null || this.#stopped) return
+    // #loop runs up to its first await before this assignment, so it cannot end before it.
+    const storing: Promise<void> = this.#loop().finally(() => {
+      // A loop that stopped to wait for the window was replaced at once if the wait was cut short.
+      if (this.#storing === storing) this.#storing = null
+    })
+    this.#storing = storing
   }
 
   async #loop(): Promise<void> {
@@ -213,7 +215,9 @@ export class RoomLog {
       }
       const wait = this.#windowWait()
       if (wait > 0) {
-        // The loop ends; the window's end starts it again (or a flush, or closing, at once).
+        // The loop ends here, not when its promise settles: a flush or closing in between (a
+        // microtask later) clears the timer and must be able to start the next loop at once.
+        this.#storing = null
         this.#windowTimer = this.#clock.setTimeout(() => {
           this.#windowTimer = null
           this.#kick()
