@@ -1,8 +1,8 @@
 /**
  * The fan-out of the distributed mode: a room's members in this process get what the room relays
  * (as LocalFanout's do), and the room hears what the same room in other processes did:
- * - their updates, from the room's log (the shared stream reader, from where this process's load
- *   of the room left it; this process's own entries are skipped, its doc has them);
+ * - their updates, from the room's log (its feed, log-feed.ts, from where this process's load of
+ *   the room left it; this process's own entries are skipped, its doc has them);
  * - their clients' presence, over the room's pub/sub channel (ephemeral, never in the log); a
  *   process that loads the room asks the others for theirs;
  * - that a process is gone: processes keep a heartbeat key (process-heartbeat.ts); when one's key
@@ -14,10 +14,10 @@ import * as encoding from 'lib0/encoding'
 import { type AwarenessEntry, writeAwarenessUpdate } from '../../protocol/awareness.ts'
 import type { Metrics } from '../metrics.ts'
 import { type Fanout, type Member, type RemoteFrames, type RoomChannel, SharedFrame } from '../rooms/fanout.ts'
-import { ENTRY, entryUpdates } from './cluster-store.ts'
 import type { ClusterKeys } from './keys.ts'
+import type { LogEntry } from './log-entry.ts'
+import type { LogFeed } from './log-feed.ts'
 import type { RedisClient } from './redis.ts'
-import type { StreamEntry, StreamReader } from './stream-reader.ts'
 
 /** Kinds of the presence channel's messages. */
 const PRESENCE = { awareness: 0, query: 1 } as const
@@ -43,7 +43,7 @@ export interface ClusterFanoutDeps {
   readonly keys: ClusterKeys
   readonly command: RedisClient
   readonly subscriber: RedisClient
-  readonly reader: StreamReader
+  readonly feed: LogFeed
   readonly processId: string
   readonly metrics: Metrics
   /** Where the last load of a room left its log. */
@@ -57,7 +57,6 @@ class ClusterChannel<M extends Member> implements RoomChannel<M> {
   readonly #deps: ClusterFanoutDeps
   readonly #fanout: ClusterFanout
   readonly #presenceKey: string
-  readonly #logKey: string
   readonly #onPresence = (message: Buffer): void => this.#presence(message)
 
   constructor(roomId: string, remote: RemoteFrames, deps: ClusterFanoutDeps, fanout: ClusterFanout) {
@@ -66,8 +65,7 @@ class ClusterChannel<M extends Member> implements RoomChannel<M> {
     this.#deps = deps
     this.#fanout = fanout
     this.#presenceKey = deps.keys.presence(roomId)
-    this.#logKey = deps.keys.log(roomId)
-    deps.reader.subscribe(this.#logKey, deps.loadedThrough(roomId), (entries) => this.#entries(entries))
+    deps.feed.follow(roomId, deps.loadedThrough(roomId), (entries) => this.#entries(entries))
     void deps.subscriber
       .subscribe(this.#presenceKey, this.#onPresence, true)
       .then(() => this.#publish(PRESENCE.query, new Uint8Array(0)))
@@ -112,19 +110,18 @@ class ClusterChannel<M extends Member> implements RoomChannel<M> {
 
   close(): void {
     this.#members.clear()
-    this.#deps.reader.unsubscribe(this.#logKey)
+    this.#deps.feed.unfollow(this.#roomId)
     void this.#deps.subscriber.unsubscribe(this.#presenceKey, this.#onPresence, true).catch(() => undefined)
     this.#fanout.closed(this)
   }
 
   /** Entries other processes appended: applied and relayed here (the room does both). */
-  #entries(entries: readonly StreamEntry[]): void {
+  #entries(entries: readonly LogEntry[]): void {
     const now = Date.now()
     for (const entry of entries) {
-      if (entry.fields[ENTRY.process]?.toString() === this.#deps.processId) continue
-      const at = Number(entry.fields[ENTRY.at]?.toString() ?? now)
-      this.#deps.metrics.observeClusterLag(Math.max(0, now - at) / 1000)
-      for (const update of entryUpdates(entry)) this.#remote.update(update)
+      if (entry.process === this.#deps.processId) continue
+      this.#deps.metrics.observeClusterLag(Math.max(0, now - entry.at) / 1000)
+      for (const update of entry.updates) this.#remote.update(update)
     }
   }
 

@@ -1,6 +1,7 @@
 /**
  * The store of the distributed mode: each room's document is a Redis Stream (its durable log: a
- * process appends each window of writes with one `XADD` and acknowledges its writers once Redis
+ * process appends each window of writes with one script call, which adds the entry and announces it
+ * on the room's feed channel (log-entry.ts, log-feed.ts), and acknowledges its writers once Redis
  * has it) on top of a checkpoint in PostgreSQL (a compacted snapshot and the stream id it covers).
  * A room loads as checkpoint + stream tail. Rooms, ACLs, revocations and history are PostgreSQL's
  * (postgres-store.ts); a write's history travels in its stream entry and moves to PostgreSQL with
@@ -11,6 +12,7 @@
  * trimmed only up to a checkpoint that committed.
  */
 
+import { createHash } from 'node:crypto'
 import type pg from 'pg'
 import type { Metrics } from '../metrics.ts'
 import type { PostgresStore } from '../store/postgres-store.ts'
@@ -18,7 +20,7 @@ import type { ListRoomsOptions, RoomRecord, Store, StoredDocument, WriteRecord }
 import type { ClusterKeys } from './keys.ts'
 import { type Lease, Leases } from './lease.ts'
 import type { BinaryClient, RedisClient } from './redis.ts'
-import { type StreamEntry, compareIds } from './stream-reader.ts'
+import { APPEND_SCRIPT, appendArguments, compareIds, entryHistory, entryUpdates } from './log-entry.ts'
 
 export interface ClusterStoreOptions {
   readonly keys: ClusterKeys
@@ -35,30 +37,13 @@ export interface ClusterStoreOptions {
   readonly metrics?: Metrics
 }
 
-/** The fields of a log entry: who appended it, when, its updates, and its history entries. */
-export const ENTRY = { process: 'p', at: 't', count: 'n', update: 'u', history: 'h' } as const
-
-/** The updates a log entry carries. */
-export const entryUpdates = (entry: StreamEntry): Uint8Array[] => {
-  const n = Number(entry.fields[ENTRY.count]?.toString() ?? '0')
-  const updates: Uint8Array[] = []
-  for (let i = 0; i < n; i++) {
-    const u = entry.fields[`${ENTRY.update}${i}`]
-    if (u !== undefined) updates.push(new Uint8Array(u))
-  }
-  return updates
-}
-
-const entryHistory = (entry: StreamEntry): WriteRecord[] => {
-  const h = entry.fields[ENTRY.history]
-  return h === undefined ? [] : (JSON.parse(h.toString()) as WriteRecord[])
-}
-
 /** The id after `id`, for XTRIM MINID (which keeps ids at or above it). */
 const nextId = (id: string): string => {
   const [ms, seq] = id.split('-') as [string, string]
   return `${ms}-${BigInt(seq) + 1n}`
 }
+
+const APPEND_SHA = createHash('sha1').update(APPEND_SCRIPT).digest('hex')
 
 export class ClusterStore implements Store {
   readonly #o: ClusterStoreOptions
@@ -107,22 +92,24 @@ export class ClusterStore implements Store {
   }
 
   /**
-   * One XADD for the window's writes, acknowledged once Redis has it (and `waitReplicas` replicas,
-   * when set). Sequence numbers are the room log's own; the stream orders entries itself.
+   * One entry for the window's writes (the append script: XADD, and the feed's announcement),
+   * acknowledged once Redis has it (and `waitReplicas` replicas, when set). Sequence numbers are
+   * the room log's own; the stream orders entries itself.
    */
   async append(roomId: string, _firstSeq: number, updates: readonly Uint8Array[], writes: readonly WriteRecord[] = []): Promise<void> {
     if (this.#closed) throw new Error('the cluster store is closed')
-    const fields: Record<string, string | Buffer> = {
-      [ENTRY.process]: this.#o.processId,
-      [ENTRY.at]: String(Date.now()),
-      [ENTRY.count]: String(updates.length),
+    const script = {
+      keys: [this.#o.keys.log(roomId), this.#o.keys.feed(roomId)],
+      arguments: appendArguments(this.#o.processId, Date.now(), updates, writes),
     }
-    updates.forEach((u, i) => {
-      fields[`${ENTRY.update}${i}`] = Buffer.from(u.buffer, u.byteOffset, u.byteLength)
-    })
-    if (writes.length > 0) fields[ENTRY.history] = JSON.stringify(writes)
     const started = performance.now()
-    await this.#o.command.xAdd(this.#o.keys.log(roomId), '*', fields)
+    try {
+      await this.#o.command.evalSha(APPEND_SHA, script)
+    } catch (err) {
+      // A Redis that restarted (or never ran it) has no script cache: EVAL loads it.
+      if (!(err instanceof Error && err.message.startsWith('NOSCRIPT'))) throw err
+      await this.#o.command.eval(APPEND_SCRIPT, script)
+    }
     this.#o.metrics?.observeEngine('redis', (performance.now() - started) / 1000)
     if (this.#o.waitReplicas > 0) {
       const acked = Number(await this.#o.command.sendCommand(['WAIT', String(this.#o.waitReplicas), '1000']))

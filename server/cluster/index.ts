@@ -1,9 +1,10 @@
 /**
  * server/cluster: the distributed mode (SPEC section 7.1): many Tandem processes as one server, on
- * Redis and PostgreSQL. Each room's durable log is a Redis Stream (cluster-store.ts) read by every
- * process with members in the room (stream-reader.ts, cluster-fanout.ts); rooms, ACLs, checkpoints,
+ * Redis and PostgreSQL. Each room's durable log is a Redis Stream (cluster-store.ts) whose entries
+ * reach every process with members in the room over its feed channel (log-feed.ts,
+ * cluster-fanout.ts); rooms, ACLs, checkpoints,
  * history and revocations live in PostgreSQL (store/postgres-store.ts, lease.ts); access changes
- * travel on a control stream (control-bus.ts); presence on pub/sub, with heartbeats that remove a
+ * travel on a control stream (control-bus.ts, read by stream-reader.ts); presence on pub/sub, with heartbeats that remove a
  * dead process's clients (process-heartbeat.ts). Imports store/, rooms/, auth/; only the
  * composition root imports it. `openCluster` builds one process's part of it.
  */
@@ -21,6 +22,7 @@ import { ClusterFanout } from './cluster-fanout.ts'
 import { ClusterStore } from './cluster-store.ts'
 import { ControlBus } from './control-bus.ts'
 import { ClusterKeys } from './keys.ts'
+import { LogFeed } from './log-feed.ts'
 import { ProcessHeartbeat } from './process-heartbeat.ts'
 import { type RedisClient, binary, connectRedis } from './redis.ts'
 import { StreamReader } from './stream-reader.ts'
@@ -71,21 +73,23 @@ export async function openCluster(options: ClusterOptions): Promise<ClusterRunti
     const subscriber = await connectRedis(options.redisUrl, 'tandem-subscriber', log)
     clients.push(subscriber)
     const reader = new StreamReader(readerClient, command, log)
+    const commandBinary = binary(command)
+    const feed = new LogFeed({ keys, subscriber, command: commandBinary, log })
     const store = new ClusterStore({
       keys,
       command,
-      binary: binary(command),
+      binary: commandBinary,
       postgres,
       processId,
       waitReplicas: options.waitReplicas ?? 0,
-      position: (roomId) => reader.position(keys.log(roomId)),
+      position: (roomId) => feed.position(roomId),
       metrics: options.metrics,
     })
     const fanout = new ClusterFanout({
       keys,
       command,
       subscriber,
-      reader,
+      feed,
       processId,
       metrics: options.metrics,
       loadedThrough: (roomId) => store.loadedThrough(roomId),
@@ -136,6 +140,7 @@ export async function openCluster(options: ClusterOptions): Promise<ClusterRunti
         clearInterval(pgCheck)
         control.stop()
         await heartbeat.stop()
+        feed.close()
         await reader.stop()
         for (const client of clients) await client.quit().catch(() => client.destroy())
         await store.close()

@@ -25,6 +25,11 @@ export class ClusterKeys {
     return `${this.prefix}${this.tag(roomId)}:log`
   }
 
+  /** The room's feed channel (pub/sub): each entry appended to its log, announced (log-feed.ts). */
+  feed(roomId: string): string {
+    return `${this.prefix}${this.tag(roomId)}:feed`
+  }
+
   /** The room's presence channel (pub/sub: ephemeral, never in the log). */
   presence(roomId: string): string {
     return `${this.prefix}${this.tag(roomId)}:presence`

@@ -1,8 +1,10 @@
 /**
- * One blocking reader of Redis streams for the whole process: the control stream, always, and the
- * log of every room loaded here, each from the last id this process has of it. One `XREAD BLOCK`
- * returns as soon as any of them grows; a room loaded meanwhile wakes it (`CLIENT UNBLOCK`) so its
- * first entries wait for no timeout. A failed read (Redis away) is retried with backoff from the
+ * One blocking reader of Redis streams for the whole process, each from the last id this process
+ * has of it: the control stream (control-bus.ts). Room logs are not read here: their entries come
+ * over their feed channels (log-feed.ts), as a read naming every loaded room's stream would cost
+ * Redis time in proportion to the rooms at every wake. One `XREAD BLOCK` returns as soon as any
+ * stream grows; a stream subscribed meanwhile wakes it (`CLIENT UNBLOCK`) so its first entries
+ * wait for no timeout. A failed read (Redis away) is retried with backoff from the
  * same ids: nothing in a stream is missed, however long the outage. `lastReadAt` says when a read
  * last succeeded, for the fail-closed rule of the control stream.
  */
@@ -21,13 +23,6 @@ const BLOCK_MS = 1_000
 const COUNT = 1_000
 const RETRY_MIN_MS = 50
 const RETRY_MAX_MS = 1_000
-
-/** A stream's ids compared ("ms-seq"). */
-export const compareIds = (a: string, b: string): number => {
-  const [am, as] = a.split('-').map(BigInt) as [bigint, bigint]
-  const [bm, bs] = b.split('-').map(BigInt) as [bigint, bigint]
-  return am !== bm ? (am < bm ? -1 : 1) : as === bs ? 0 : as < bs ? -1 : 1
-}
 
 export class StreamReader {
   readonly #reader: BinaryClient
