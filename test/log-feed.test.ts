@@ -46,7 +46,7 @@ const follow = async (room: string, fromId = '0-0') => {
   const ids: string[] = []
   /** 'entries' on each hand-over. */
   const events = new EventEmitter()
-  feed.follow(room, fromId, (entries: readonly LogEntry[]) => {
+  const unfollow = feed.follow(room, fromId, (entries: readonly LogEntry[]) => {
     for (const entry of entries) {
       ids.push(entry.id)
       for (const update of entry.updates) markers.push(new TextDecoder().decode(update))
@@ -55,6 +55,7 @@ const follow = async (room: string, fromId = '0-0') => {
   })
   return {
     feed,
+    unfollow,
     events,
     subscriber,
     markers,
@@ -128,7 +129,7 @@ describe('the log feed', () => {
     const follower = await follow(room)
     await append(room, 'kept')
     await until('the first entry', follower.events, ['entries'], () => follower.markers.length === 1, 10_000)
-    follower.feed.unfollow(room)
+    follower.unfollow()
     await append(room, 'dropped')
     // A second room's entry, appended after, arrives: the feed is still running, the first room is not followed.
     follower.feed.follow('unfollow-other', '0-0', () => {
@@ -139,6 +140,24 @@ describe('the log feed', () => {
     await until("the other room's entry", follower.events, ['entries'], () => follower.markers.includes('other'), 10_000)
     expect(follower.markers).toEqual(['kept', 'other'])
     expect(follower.feed.position(room)).toBeUndefined()
+    await follower.close()
+  })
+  it("a room followed again keeps its new follow when the old one's stop comes late", async () => {
+    const room = 'refollow'
+    const follower = await follow(room)
+    await append(room, 'first')
+    await until('the first entry', follower.events, ['entries'], () => follower.markers.length === 1, 10_000)
+    const again: string[] = []
+    const events = new EventEmitter()
+    follower.feed.follow(room, follower.feed.position(room)!, (entries) => {
+      for (const entry of entries) for (const u of entry.updates) again.push(new TextDecoder().decode(u))
+      events.emit('entries')
+    })
+    follower.unfollow() // the first follow's stop, after the second took its place
+    await append(room, 'second')
+    await until('the entry after', events, ['entries'], () => again.length === 1, 10_000)
+    expect(again).toEqual(['second'])
+    expect(follower.markers).toEqual(['first'])
     await follower.close()
   })
 })

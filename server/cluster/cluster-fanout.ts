@@ -57,6 +57,7 @@ class ClusterChannel<M extends Member> implements RoomChannel<M> {
   readonly #deps: ClusterFanoutDeps
   readonly #fanout: ClusterFanout
   readonly #presenceKey: string
+  readonly #unfollow: () => void
   readonly #onPresence = (message: Buffer): void => this.#presence(message)
 
   constructor(roomId: string, remote: RemoteFrames, deps: ClusterFanoutDeps, fanout: ClusterFanout) {
@@ -65,7 +66,7 @@ class ClusterChannel<M extends Member> implements RoomChannel<M> {
     this.#deps = deps
     this.#fanout = fanout
     this.#presenceKey = deps.keys.presence(roomId)
-    deps.feed.follow(roomId, deps.loadedThrough(roomId), (entries) => this.#entries(entries))
+    this.#unfollow = deps.feed.follow(roomId, deps.loadedThrough(roomId), (entries) => this.#entries(entries))
     void deps.subscriber
       .subscribe(this.#presenceKey, this.#onPresence, true)
       .then(() => this.#publish(PRESENCE.query, new Uint8Array(0)))
@@ -110,7 +111,7 @@ class ClusterChannel<M extends Member> implements RoomChannel<M> {
 
   close(): void {
     this.#members.clear()
-    this.#deps.feed.unfollow(this.#roomId)
+    this.#unfollow()
     void this.#deps.subscriber.unsubscribe(this.#presenceKey, this.#onPresence, true).catch(() => undefined)
     this.#fanout.closed(this)
   }

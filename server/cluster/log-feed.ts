@@ -60,8 +60,11 @@ export class LogFeed {
     deps.subscriber.on('ready', this.#onReady)
   }
 
-  /** Hands `roomId`'s entries after `fromId` to `handler`, in order, each once. */
-  follow(roomId: string, fromId: string, handler: Handler): void {
+  /**
+   * Hands `roomId`'s entries after `fromId` to `handler`, in order, each once; returns what stops
+   * it (which does nothing once another follow of the room took its place).
+   */
+  follow(roomId: string, fromId: string, handler: Handler): () => void {
     const follower: Follower = {
       roomId,
       handler,
@@ -71,15 +74,18 @@ export class LogFeed {
       catchingUp: false,
       again: false,
     }
+    const previous = this.#rooms.get(roomId)
+    if (previous !== undefined) this.#unfollow(previous)
     this.#rooms.set(roomId, follower)
     this.#subscribe(follower)
+    return () => {
+      if (this.#rooms.get(roomId) === follower) this.#unfollow(follower)
+    }
   }
 
-  unfollow(roomId: string): void {
-    const follower = this.#rooms.get(roomId)
-    if (follower === undefined) return
-    this.#rooms.delete(roomId)
-    void this.#deps.subscriber.unsubscribe(this.#deps.keys.feed(roomId), follower.listener, true).catch(() => undefined)
+  #unfollow(follower: Follower): void {
+    this.#rooms.delete(follower.roomId)
+    void this.#deps.subscriber.unsubscribe(this.#deps.keys.feed(follower.roomId), follower.listener, true).catch(() => undefined)
   }
 
   /** The last id of `roomId`'s log handed on (its entries up to it were). */
@@ -90,7 +96,7 @@ export class LogFeed {
   close(): void {
     this.#closed = true
     this.#deps.subscriber.off('ready', this.#onReady)
-    for (const roomId of [...this.#rooms.keys()]) this.unfollow(roomId)
+    for (const follower of [...this.#rooms.values()]) this.#unfollow(follower)
   }
 
   #current(follower: Follower): boolean {
