@@ -4,7 +4,8 @@
  * be restarted; appendfsync always), PostgreSQL in a database of this file's own (and, for the
  * restart test, a PostgreSQL server of its own), and clients in this process. Editors on different
  * processes converge and see each other's presence; access changes made through one process act on
- * the other's sessions; `kill -9` of a process loses no acknowledged write and its presence goes;
+ * the other's sessions; edits and presence made while Redis drops the pub/sub connections still
+ * arrive; `kill -9` of a process loses no acknowledged write and its presence goes;
  * Redis and PostgreSQL restarted under load lose nothing acknowledged, and sessions fail closed
  * while the control stream cannot be read. Timings (the 100 ms bound) are measured by the bench.
  */
@@ -229,6 +230,46 @@ describe('many processes as one server', () => {
       const writers = new Set((await node.admin.history(room)).map((e) => (e.actor.kind === 'user' ? e.actor.userId : e.actor.kind)))
       expect(writers).toEqual(new Set(['ann', 'bob']))
     }
+  }, 60_000)
+
+  it("pub/sub connections dropped by Redis: edits and a presence change made meanwhile reach the other process's editors", async () => {
+    const { redis, nodes } = await cluster()
+    const [a, b] = nodes as [Node, Node]
+    const room = 'pubsub-drop'
+    await a.admin.createRoom({ id: room, defaultAccesses: ['room:write'] })
+    const ann = await provider(a.ws, room, 'ann')
+    const bob = await provider(b.ws, room, 'bob')
+    ann.doc.getText('t').insert(0, 'before. ')
+    await sameText('ann and bob converge', [ann, bob], 'before. ')
+
+    // Redis closes every pub/sub connection (as on a full output buffer or a network cut), again
+    // every 5 ms for 400 ms, so the processes' subscribers are down most of that time (they come back
+    // after a 50 ms backoff); what is published while they are down is gone. Ann edits meanwhile.
+    const command = await connectRedis(redis.url, 'test-kill', silentLog)
+    cleanups.push(async () => void (await command.quit()))
+    const killing = (async () => {
+      for (const end = Date.now() + 400; Date.now() < end; ) {
+        await command.sendCommand(['CLIENT', 'KILL', 'TYPE', 'pubsub'])
+        await new Promise((resolve) => setTimeout(resolve, 5))
+      }
+    })()
+    for (let i = 0; i < 5; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 50))
+      ann.doc.getText('t').insert(ann.doc.getText('t').length, `${i}. `)
+    }
+    ann.awareness!.setLocalStateField('user', { name: 'Ann' })
+    await killing
+
+    // The edits: read back from the room's log once bob's process is subscribed again.
+    await sameText('bob gets the edits made while the connections were down', [ann, bob], 'before. 0. 1. 2. 3. 4. ')
+    // The presence: asked for again once subscribed, well before a client renews it (every 15 s).
+    await until(
+      'bob sees ann',
+      bob.awareness!,
+      ['change'],
+      () => [...bob.awareness!.getStates().values()].some((s) => (s as { user?: { name?: string } }).user?.name === 'Ann'),
+      5_000,
+    )
   }, 60_000)
 
   it("an ACL change, a revocation and a deletion made through one process act on the other's sessions", async () => {

@@ -4,7 +4,8 @@
  * - their updates, from the room's log (its feed, log-feed.ts, from where this process's load of
  *   the room left it; this process's own entries are skipped, its doc has them);
  * - their clients' presence, over the room's pub/sub channel (ephemeral, never in the log); a
- *   process that loads the room asks the others for theirs;
+ *   process that loads the room asks the others for theirs, and asks again when its subscriber
+ *   connection comes back;
  * - that a process is gone: processes keep a heartbeat key (process-heartbeat.ts); when one's key
  *   expires, its clients' presence is removed from every room here.
  */
@@ -67,7 +68,17 @@ class ClusterChannel<M extends Member> implements RoomChannel<M> {
     this.#fanout = fanout
     this.#presenceKey = deps.keys.presence(roomId)
     this.#unfollow = deps.feed.follow(roomId, deps.loadedThrough(roomId), (entries) => this.#entries(entries))
-    void deps.subscriber
+    this.listen()
+  }
+
+  /**
+   * Subscribes to the presence channel (a no-op when node-redis already has it), then asks the
+   * other processes for their clients' presence. Also when the subscriber connection comes back:
+   * what they published while it was away never arrived, and a subscription that failed meanwhile
+   * was never made.
+   */
+  listen(): void {
+    void this.#deps.subscriber
       .subscribe(this.#presenceKey, this.#onPresence, true)
       .then(() => this.#publish(PRESENCE.query, new Uint8Array(0)))
       .catch(() => undefined)
@@ -150,6 +161,9 @@ export class ClusterFanout implements Fanout {
 
   constructor(deps: ClusterFanoutDeps) {
     this.#deps = deps
+    deps.subscriber.on('ready', () => {
+      for (const channel of this.#channels) channel.listen()
+    })
   }
 
   open<M extends Member>(roomId: string, remote: RemoteFrames): RoomChannel<M> {
