@@ -142,6 +142,11 @@ ${LIMIT_NAMES.map((name) => {
   return `  --${limitFlag(name)} <n>  ${d.bounds}, ${d.unit === 'count' ? '' : `in ${d.unit}, `}${formatLimit(name, d.min)} to ${formatLimit(name, d.max)} [${limitEnv(name)}] (default ${formatLimit(name, d.default)})`
 }).join('\n')}
 
+Environment only:
+
+  TANDEM_V8_PRETENURING   keep V8's allocation-site pretenuring, which the command line turns off
+                          (fewer short-lived objects promoted per edit; README, Performance)
+
 Boolean variables take 1/true/yes/on or 0/false/no/off; an empty variable counts as unset.
 `
 

@@ -3,6 +3,7 @@
  * shuts down gracefully on SIGTERM or SIGINT. Every refusal is one line on stderr and exit code 1.
  */
 
+import './v8-tuning.ts'
 import { readFileSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { ConfigError, HelpRequested, USAGE, parseConfig, type Config } from './config.ts'
