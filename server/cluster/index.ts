@@ -2,10 +2,10 @@
  * server/cluster: the distributed mode (SPEC section 7.1): many Tandem processes as one server, on
  * Redis and PostgreSQL. Each room's durable log is a Redis Stream (cluster-store.ts) whose entries
  * reach every process with members in the room over its feed channel (log-feed.ts,
- * cluster-fanout.ts); rooms, ACLs, checkpoints,
- * history and revocations live in PostgreSQL (store/postgres-store.ts, lease.ts); access changes
- * travel on a control stream (control-bus.ts, read by stream-reader.ts); presence on pub/sub, with heartbeats that remove a
- * dead process's clients (process-heartbeat.ts). Imports store/, rooms/, auth/; only the
+ * cluster-fanout.ts); rooms, ACLs, checkpoints, history and revocations live in PostgreSQL
+ * (store/postgres-store.ts, lease.ts); access changes travel on a control stream (control-bus.ts,
+ * read by stream-reader.ts); presence on pub/sub, with heartbeats that remove a dead process's
+ * clients (process-heartbeat.ts). Imports store/, rooms/, auth/; only the
  * composition root imports it. `openCluster` builds one process's part of it.
  */
 

@@ -54,11 +54,6 @@ export class StreamReader {
     this.#streams.delete(key)
   }
 
-  /** The last id read of `key` (its entries up to it were handed on). */
-  position(key: string): string | undefined {
-    return this.#streams.get(key)?.id
-  }
-
   start(): void {
     this.#running = true
     this.#loop = this.#run(this.#reader)

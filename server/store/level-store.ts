@@ -223,7 +223,6 @@ export class LevelStore implements Store {
    * waits for each acknowledgement (bench 03, a REST importer) paid the wait on every write.
    */
   append(roomId: string, firstSeq: number, updates: readonly Uint8Array[], writes: readonly WriteRecord[] = []): Promise<void> {
-    if (process.env.HACK_NULLAPPEND === '1') return Promise.resolve()
     const ops: Op[] = updates.map((value, i) => ({ type: 'put', key: recordKey(roomId, firstSeq + i), value }))
     writes.forEach((write, i) => {
       ops.push({ type: 'put', key: historyKey(roomId, firstSeq, i), value: json(write) })

@@ -170,7 +170,6 @@ export class Connection implements RoomMember, LiveSession {
   }
 
   acknowledge(count: number): void {
-    if (process.env.HACK_NOACK === '1') return
     this.#saved += count
     this.#tell(this.#protocol?.saved(this.#saved, count))
   }
