@@ -189,6 +189,16 @@ class MarkedWriter {
   }
 }
 
+/** Resolves once `p`'s awareness holds a state whose user is called `name`. */
+const seesUser = (p: TandemProvider, name: string, ms: number): Promise<void> =>
+  until(
+    `a state named ${name}`,
+    p.awareness!,
+    ['change'],
+    () => [...p.awareness!.getStates().values()].some((s) => (s as { user?: { name?: string } }).user?.name === name),
+    ms,
+  )
+
 const storedText = async (admin: TandemAdmin, room: string): Promise<string> => String(((await admin.getYDoc(room)) as { t?: unknown }).t ?? '')
 
 describe('many processes as one server', () => {
@@ -206,13 +216,7 @@ describe('many processes as one server', () => {
     expect(textOf(ann)).toContain('bob here.')
 
     ann.awareness!.setLocalStateField('user', { name: 'Ann' })
-    await until(
-      'bob sees ann',
-      bob.awareness!,
-      ['change'],
-      () => [...bob.awareness!.getStates().values()].some((s) => (s as { user?: { name?: string } }).user?.name === 'Ann'),
-      15_000,
-    )
+    await seesUser(bob, 'Ann', 15_000)
 
     // A late joiner on each process gets the whole document, and sees presence from the other process.
     for (const node of [a, b]) {
@@ -263,13 +267,7 @@ describe('many processes as one server', () => {
     // The edits: read back from the room's log once bob's process is subscribed again.
     await sameText('bob gets the edits made while the connections were down', [ann, bob], 'before. 0. 1. 2. 3. 4. ')
     // The presence: asked for again once subscribed, well before a client renews it (every 15 s).
-    await until(
-      'bob sees ann',
-      bob.awareness!,
-      ['change'],
-      () => [...bob.awareness!.getStates().values()].some((s) => (s as { user?: { name?: string } }).user?.name === 'Ann'),
-      5_000,
-    )
+    await seesUser(bob, 'Ann', 5_000)
   }, 60_000)
 
   it("an ACL change, a revocation and a deletion made through one process act on the other's sessions", async () => {
