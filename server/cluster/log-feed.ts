@@ -9,8 +9,9 @@
  * Pub/sub holds no backlog, so the stream fills every gap: once a subscription is confirmed, the
  * room catches up with `XRANGE` from the last id it has, and what the channel brings meanwhile waits
  * in a buffer; ids at or below the room's position are skipped, so nothing is applied twice or out
- * of order. When the subscriber connection comes back (node-redis subscribes again before it is
- * ready), every room catches up again: what was announced while it was away is in the stream. A
+ * of order. When the subscriber connection drops, every room buffers again; when it comes back
+ * (node-redis subscribes again before it is ready), every room catches up: what was announced
+ * while it was away is in the stream. A
  * failed catch-up is retried with backoff from the same id, however long Redis is away.
  */
 
@@ -48,6 +49,14 @@ export class LogFeed {
   readonly #deps: LogFeedDeps
   readonly #rooms = new Map<string, Follower>()
   #closed = false
+  /**
+   * The connection is gone: from now on what the channels bring waits. Messages can arrive after
+   * node-redis has subscribed again and before it says 'ready'; handed on at once, they would move
+   * a room's position past the entries published while it was away, which the catch-up then skips.
+   */
+  readonly #onReconnecting = (): void => {
+    for (const follower of this.#rooms.values()) follower.buffer ??= []
+  }
   readonly #onReady = (): void => {
     for (const follower of this.#rooms.values()) {
       follower.buffer ??= []
@@ -57,6 +66,7 @@ export class LogFeed {
 
   constructor(deps: LogFeedDeps) {
     this.#deps = deps
+    deps.subscriber.on('reconnecting', this.#onReconnecting)
     deps.subscriber.on('ready', this.#onReady)
   }
 
@@ -95,6 +105,7 @@ export class LogFeed {
 
   close(): void {
     this.#closed = true
+    this.#deps.subscriber.off('reconnecting', this.#onReconnecting)
     this.#deps.subscriber.off('ready', this.#onReady)
     for (const follower of [...this.#rooms.values()]) this.#unfollow(follower)
   }
